@@ -1,0 +1,26 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install into ./.venv first
+# (skipped when already done; see tools/install.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tnt-installed
+INSTALL_INPUTS := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt \
+	requirements/tests.txt setup.py tools/install.sh
+
+.PHONY: install demo demo-det test test-fast clean-demo
+
+install: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	bash tools/install.sh
+	touch $@
+
+demo: demo-det
+
+demo-det: install
+	$(PY) tools/demo/detection_demo.py
+
+test: install
+	$(PY) -m pytest -q -ra tests
+
+test-fast: install
+	$(PY) -m pytest -q -ra -m "not slow" tests

@@ -1,0 +1,223 @@
+"""TNT backbone: shapes, parameter counts, options and bad inputs."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tnt_backbone.models import TNT
+
+SMALL_ARCH = dict(inner_dim=8, outer_dim=48, depth=4, inner_heads=2, outer_heads=3,
+                  mlp_ratio=4.)
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# Independent facts: timm's TNT with num_classes=0 (final norm included), same archs.
+@pytest.mark.parametrize('arch,layout,expected', [
+    ('tiny', 'v2', 5_883_408), ('small', 'v2', 23_383_584), ('base', 'v2', 64_787_680),
+    ('ti', 'legacy', 5_876_784), ('s', 'legacy', 23_370_336), ('b', 'legacy', 64_765_600),
+])
+def test_parameter_counts_match_reference(arch, layout, expected):
+    model = TNT(arch=arch, layout=layout, out_type='cls_token', out_indices=(-1,))
+    assert count(model) == expected
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+@pytest.mark.parametrize('hw', [(224, 224), (64, 96), (16, 16), (45, 77)])
+def test_pyramid_shapes(arch, hw):
+    model = TNT(arch=arch).eval()
+    D = model.embed_dims
+    Hp, Wp = -(-hw[0] // 16), -(-hw[1] // 16)
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *hw))
+    assert [tuple(o.shape) for o in outs] == [
+        (1, D, 4 * Hp, 4 * Wp), (1, D, 2 * Hp, 2 * Wp), (1, D, Hp, Wp),
+        (1, D, -(-Hp // 2), -(-Wp // 2))]
+
+
+@pytest.mark.slow
+def test_pyramid_shapes_odd_large_input():
+    model = TNT(arch='small').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 333, 517))
+    assert [o.shape[-2:] for o in outs] == [(84, 132), (42, 66), (21, 33), (11, 17)]
+
+
+def test_featmap_and_cls_token_outputs():
+    x = torch.randn(2, 3, 40, 72)
+    featmap = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(0, -1)).eval()
+    cls = TNT(arch=SMALL_ARCH, out_type='cls_token', out_indices=(1, 3)).eval()
+    with torch.no_grad():
+        assert [tuple(o.shape) for o in featmap(x)] == [(2, 48, 3, 5)] * 2
+        assert [tuple(o.shape) for o in cls(x)] == [(2, 48)] * 2
+
+
+def test_words_pyramid_level_and_channels():
+    model = TNT(arch=SMALL_ARCH, out_indices=(0, 1, 2, 3), pyramid_channels=32,
+                stride4_from_words=True).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 48, 80))
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 32, 12, 20), (1, 32, 6, 10), (1, 32, 3, 5), (1, 32, 2, 3)]
+
+
+def test_word_map_places_each_word_in_its_cell():
+    """The stride-4 word map puts word (r, c) of patch (i, j) at pixel (4i + r, 4j + c)."""
+    model = TNT(arch=SMALL_ARCH, stride4_from_words=True).eval()
+    wm = model.word_map
+    Hp, Wp, c = 2, 3, SMALL_ARCH['inner_dim']
+    words = torch.randn(Hp * Wp, 16, c)
+    out = wm(words, (Hp, Wp))
+    normed = F.layer_norm(words, (c,), wm.norm.weight, wm.norm.bias)
+    expect = torch.einsum('nwc,oc->nwo', normed, wm.proj.weight[:, :, 0, 0]) + wm.proj.bias
+    for i in range(Hp):
+        for j in range(Wp):
+            for r in range(4):
+                for col in range(4):
+                    torch.testing.assert_close(out[0, :, 4 * i + r, 4 * j + col],
+                                               expect[i * Wp + j, r * 4 + col])
+
+
+def test_padding_equals_explicit_zero_padding():
+    model = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(-1,)).eval()
+    x = torch.randn(1, 3, 37, 50)
+    with torch.no_grad():
+        a = model(x)[0]
+        b = model(F.pad(x, (0, 14, 0, 11)))[0]
+    torch.testing.assert_close(a, b)
+
+
+def test_position_interpolation_is_identity_at_pretraining_grid():
+    from tnt_backbone.models.layers import resize_pos_embed
+    pos = torch.randn(1, 1 + 14 * 14, 8)
+    assert resize_pos_embed(pos, (14, 14), (14, 14)) is pos
+    # bicubic resize of a constant grid is constant; the class token is kept
+    const = torch.cat([torch.randn(1, 1, 8), torch.ones(1, 196, 8) * 3], dim=1)
+    out = resize_pos_embed(const, (14, 14), (20, 9))
+    assert out.shape == (1, 1 + 180, 8)
+    torch.testing.assert_close(out[:, 0], const[:, 0])
+    torch.testing.assert_close(out[:, 1:], torch.full((1, 180, 8), 3.))
+
+
+def test_position_gradient_reaches_stored_grid_at_other_size():
+    model = TNT(arch=SMALL_ARCH, img_size=64, out_type='cls_token', out_indices=(-1,))
+    model(torch.randn(1, 3, 96, 80))[0].sum().backward()
+    assert model.patch_pos.grad is not None and model.patch_pos.grad[:, 1:].abs().sum() > 0
+
+
+def test_frozen_stages_get_no_gradient():
+    model = TNT(arch=SMALL_ARCH, frozen_stages=2)
+    model.train()
+    sum(o.sum() for o in model(torch.randn(2, 3, 32, 32))).backward()
+    frozen = ['pixel_embed.', 'pixel_pos', 'patch_embed.', 'cls_token', 'patch_pos',
+              'blocks.0.', 'blocks.1.']
+    for name, p in model.named_parameters():
+        is_frozen = name.startswith(tuple(frozen))
+        assert p.requires_grad != is_frozen, name
+        if is_frozen:
+            assert p.grad is None, name
+    assert model.training and not model.blocks[0].training and model.blocks[2].training
+
+
+def test_norm_eval_keeps_batchnorm_in_eval():
+    model = TNT(arch=SMALL_ARCH, norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+
+
+def test_with_cp_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(1, 3))
+    ckpt = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(1, 3), with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 48, 32)
+    grads = []
+    for model in (plain, ckpt):
+        model.train()
+        outs = model(x)
+        sum((o * torch.arange(o.numel()).reshape(o.shape).sin()).sum() for o in outs).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_drop_path_is_stochastic_in_train_and_off_in_eval():
+    model = TNT(arch=SMALL_ARCH, drop_path_rate=0.5, out_type='cls_token', out_indices=(-1,))
+    x = torch.randn(4, 3, 32, 32)
+    model.train()
+    assert not torch.allclose(model(x)[0], model(x)[0])
+    model.eval()
+    torch.testing.assert_close(model(x)[0], model(x)[0])
+
+
+def test_window_attention_equals_global_when_window_covers_grid():
+    torch.manual_seed(0)
+    glob = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(-1,)).eval()
+    win = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(-1,), window_size=4,
+              global_attn_indices=()).eval()
+    win.load_state_dict(glob.state_dict())
+    x = torch.randn(1, 3, 64, 64)  # 4x4 grid: one window
+    with torch.no_grad():
+        torch.testing.assert_close(win(x)[0], glob(x)[0], rtol=1e-4, atol=1e-5)
+        # a larger grid: windows restrict attention, so outputs differ but keep their shape
+        y = torch.randn(1, 3, 112, 80)
+        assert win(y)[0].shape == glob(y)[0].shape
+        assert not torch.allclose(win(y)[0], glob(y)[0])
+
+
+def test_window_attention_matches_per_window_global_attention():
+    """A windowed block's grid tokens equal plain attention run inside each window."""
+    from tnt_backbone.models.layers import Attention
+    torch.manual_seed(0)
+    attn = Attention(16, 2, window_size=2).eval()
+    full = Attention(16, 2).eval()
+    full.load_state_dict(attn.state_dict())
+    H, W = 3, 4  # padded to 4x4 -> 2x2 windows
+    x = torch.randn(1, 1 + H * W, 16)
+    out = attn(x, (H, W))
+    # window (0, 0) holds grid rows 0-1, cols 0-1
+    win = x[:, 1:].reshape(1, H, W, 16)[:, 0:2, 0:2].reshape(1, 4, 16)
+    expect = full(win)
+    torch.testing.assert_close(out[:, 1:].reshape(1, H, W, 16)[:, 0:2, 0:2].reshape(1, 4, 16),
+                               expect, rtol=1e-4, atol=1e-5)
+    # the class token attends to everything
+    torch.testing.assert_close(out[:, :1], full(x)[:, :1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('bad,exc,match', [
+    (torch.randn(1, 4, 32, 32), ValueError, '3 input channels'),
+    (torch.randn(3, 32, 32), ValueError, '4-D'),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, 'floating-point'),
+])
+def test_bad_inputs_raise_clear_errors(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        TNT(arch=SMALL_ARCH)(bad)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arch='huge'), 'unknown TNT arch'),
+    (dict(arch=dict(inner_dim=8)), 'custom TNT arch'),
+    (dict(layout='v3'), 'layout'),
+    (dict(out_type='tokens'), 'out_type'),
+    (dict(out_indices=(1, 2, 3)), '4 out_indices'),
+    (dict(out_indices=(0, 1, 2, 12)), 'outside'),
+    (dict(out_indices=(3, 2, 1, 0)), 'increasing'),
+])
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TNT(**kwargs)
+
+
+def test_layer_depth_and_no_weight_decay():
+    model = TNT(arch=SMALL_ARCH)
+    assert model.get_layer_depth('cls_token') == (0, 6)
+    assert model.get_layer_depth('pixel_embed.proj.weight') == (0, 6)
+    assert model.get_layer_depth('blocks.2.outer.attn.qkv.weight') == (3, 6)
+    assert model.get_layer_depth('pyramid.rescales.1.weight') == (5, 6)
+    assert model.no_weight_decay() == {'pixel_pos', 'patch_pos', 'cls_token'}
+
+
+def test_registered_in_scope_and_buildable_by_name():
+    from mmengine.registry import MODELS as ROOT
+    model = ROOT.build(dict(type='tnt_backbone.TNT', arch=SMALL_ARCH))
+    assert isinstance(model, TNT)

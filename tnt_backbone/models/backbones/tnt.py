@@ -1,0 +1,283 @@
+"""TNT backbone: Transformer iN Transformer (Han et al., NeurIPS 2021) for dense prediction."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...registry import MODELS
+from ..layers import PixelEmbed, SimplePyramid, TNTBlock, WordMap, WordsToSentence, \
+    resize_pos_embed
+
+ARCH_KEYS = ('inner_dim', 'outer_dim', 'depth', 'inner_heads', 'outer_heads', 'mlp_ratio')
+
+
+def _arch(inner_dim, outer_dim, inner_heads, outer_heads):
+    return dict(inner_dim=inner_dim, outer_dim=outer_dim, depth=12, inner_heads=inner_heads,
+                outer_heads=outer_heads, mlp_ratio=4.)
+
+
+@MODELS.register_module()
+class TNT(BaseModule):
+    """Transformer iN Transformer backbone for any input size.
+
+    Images are zero-padded at bottom/right to a multiple of ``patch_size``; the sentence position
+    embedding, stored for the ``img_size`` grid, is resized bicubically to the current grid at
+    every forward (the class-token position is kept).
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``'ti'``, ``'s'``, ``'b'``), or
+            a dict with keys ``inner_dim, outer_dim, depth, inner_heads, outer_heads, mlp_ratio``.
+            Defaults to ``'small'``.
+        layout (str): ``'v2'`` (official 81.5 % weights, timm ``tnt_s_patch16_224``) or
+            ``'legacy'`` (paper v1, timm ``tnt_s_legacy_patch16_224``, mmpretrain).
+            Defaults to ``'v2'``.
+        img_size (int | tuple): Pretraining size that fixes the stored position grid.
+            Defaults to 224.
+        patch_size (int): Sentence size in pixels. Defaults to 16.
+        in_channels (int): Image channels. Defaults to 3.
+        out_indices (Sequence[int]): Blocks whose output is returned; negatives count from the
+            end. Defaults to ``(2, 5, 8, 11)``.
+        out_type (str): ``'pyramid'`` (four maps at strides 4, 8, 16, 32 from the four
+            ``out_indices``), ``'featmap'`` ((B, D, Hp, Wp) per index) or ``'cls_token'``
+            ((B, D) per index, the last block's after the final norm). Defaults to ``'pyramid'``.
+        pyramid_channels (int | None): Channels of every pyramid level; None keeps D.
+        stride4_from_words (bool): Build the pyramid's stride-4 level from the first output
+            block's visual words (its own H/4 x W/4 map of dim c, projected to the pyramid
+            width) instead of upsampling its sentences x4. Defaults to False: the upsampled
+            sentences are the paper's detection setting and carry D channels of context,
+            where the words are local and only c wide.
+        pyramid_norm_cfg (dict): Norm inside the x4 upsampler. Defaults to ``dict(type='BN')``.
+        qkv_bias (bool): Defaults to False.
+        drop_rate (float): Dropout after projections and position embedding. Defaults to 0.
+        attn_drop_rate (float): Dropout on attention weights. Defaults to 0.
+        drop_path_rate (float): Stochastic depth, rising linearly to this over the blocks.
+            Defaults to 0.
+        window_size (int): Outer attention within ``window_size``-patch windows (ViTDet style)
+            in every block not listed in ``global_attn_indices``. Defaults to 0 (all global).
+        global_attn_indices (Sequence[int]): Blocks with global outer attention when
+            ``window_size > 0``. Defaults to ``(2, 5, 8, 11)``.
+        final_norm (bool): Apply the final LayerNorm to the last block's class token.
+            Defaults to True.
+        with_cp (bool): Activation checkpointing of each block while training. Defaults to False.
+        frozen_stages (int): -1 freezes nothing, 0 the embeddings, k > 0 the embeddings and the
+            first k blocks. Defaults to -1.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training. Defaults to False.
+        init_cfg (dict | list | None): ``dict(type='Pretrained', checkpoint=PATH)`` loads a TNT
+            checkpoint of any supported source (see :mod:`tnt_backbone.checkpoint`).
+    """
+    arch_zoo = {
+        **dict.fromkeys(['ti', 'tiny'], _arch(12, 192, 2, 3)),
+        **dict.fromkeys(['s', 'small'], _arch(24, 384, 4, 6)),
+        **dict.fromkeys(['b', 'base'], _arch(40, 640, 4, 10)),
+    }
+    out_types = ('pyramid', 'featmap', 'cls_token')
+
+    def __init__(self, arch='small', layout='v2', img_size=224, patch_size=16, in_channels=3,
+                 out_indices=(2, 5, 8, 11), out_type='pyramid', pyramid_channels=None,
+                 stride4_from_words=False, pyramid_norm_cfg=dict(type='BN'), qkv_bias=False,
+                 drop_rate=0., attn_drop_rate=0., drop_path_rate=0., window_size=0,
+                 global_attn_indices=(2, 5, 8, 11), final_norm=True, with_cp=False,
+                 frozen_stages=-1, norm_eval=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        if layout not in ('v2', 'legacy'):
+            raise ValueError(f"layout must be 'v2' or 'legacy', got {layout!r}")
+        if out_type not in self.out_types:
+            raise ValueError(f'out_type must be one of {self.out_types}, got {out_type!r}')
+        s = self.arch_settings
+        self.layout = layout
+        self.inner_dim, self.embed_dims, self.num_layers = s['inner_dim'], s['outer_dim'], \
+            s['depth']
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.pos_grid = (img_size[0] // patch_size, img_size[1] // patch_size)
+        self.out_type = out_type
+        self.out_indices = self._parse_indices(out_indices, 'out_indices')
+        if list(self.out_indices) != sorted(set(self.out_indices)):
+            raise ValueError(f'out_indices must name blocks in increasing order, got {out_indices}')
+        if out_type == 'pyramid' and len(self.out_indices) != 4:
+            raise ValueError(f"out_type='pyramid' needs 4 out_indices, got {out_indices}")
+        self.final_norm = final_norm
+        self.with_cp = with_cp
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        words_per_side = 4
+        num_words = words_per_side ** 2
+        self.pixel_embed = PixelEmbed(in_channels, self.inner_dim, patch_size,
+                                      patch_size // words_per_side, layout)
+        self.pixel_pos = nn.Parameter(
+            torch.zeros(1, self.inner_dim, words_per_side, words_per_side))
+        self.patch_embed = WordsToSentence(num_words, self.inner_dim, self.embed_dims)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        self.patch_pos = nn.Parameter(
+            torch.zeros(1, 1 + self.pos_grid[0] * self.pos_grid[1], self.embed_dims))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        global_blocks = self._parse_indices(global_attn_indices, 'global_attn_indices')
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.blocks = nn.ModuleList(
+            TNTBlock(self.inner_dim, self.embed_dims, num_words, s['inner_heads'],
+                     s['outer_heads'], s['mlp_ratio'], layout,
+                     0 if i in global_blocks else window_size, qkv_bias, drop_rate,
+                     attn_drop_rate, dpr[i]) for i in range(self.num_layers))
+        self.norm = nn.LayerNorm(self.embed_dims) if final_norm else nn.Identity()
+
+        if out_type != 'cls_token':
+            # One norm per dense output, as Swin does: the token scales differ across depth.
+            self.out_norms = nn.ModuleList(
+                nn.LayerNorm(self.embed_dims) for _ in self.out_indices)
+        if out_type == 'pyramid':
+            self.word_map = WordMap(self.inner_dim, pyramid_channels or self.embed_dims,
+                                    words_per_side) if stride4_from_words else None
+            self.pyramid = SimplePyramid(self.embed_dims, pyramid_channels, pyramid_norm_cfg,
+                                         stride4_from_words)
+        self._freeze_stages()
+
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'unknown TNT arch {arch!r}; choose from {set(self.arch_zoo)} '
+                                 f'or give a dict with keys {ARCH_KEYS}')
+            return dict(self.arch_zoo[arch.lower()])
+        if not isinstance(arch, dict) or set(arch) != set(ARCH_KEYS):
+            raise ValueError(f'a custom TNT arch must be a dict with exactly the keys '
+                             f'{ARCH_KEYS}, got {arch!r}')
+        return dict(arch)
+
+    def _parse_indices(self, indices, name):
+        indices = [indices] if isinstance(indices, int) else list(indices)
+        out = []
+        for i in indices:
+            if not -self.num_layers <= i < self.num_layers:
+                raise ValueError(f'{name} has {i}, outside a {self.num_layers}-block model')
+            out.append(i % self.num_layers)
+        return tuple(out)
+
+    # ---------------------------------------------------------------- weights
+    def init_weights(self):
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            from ...checkpoint import load_pretrained  # the converter imports this module
+            load_pretrained(self, self.init_cfg['checkpoint'],
+                            prefix=self.init_cfg.get('prefix'))
+            self._is_init = True  # keep mmengine from re-applying init_cfg
+            return
+        super().init_weights()
+        if self.init_cfg is None:
+            for p in (self.cls_token, self.patch_pos, self.pixel_pos):
+                trunc_normal_(p, std=.02)
+            self.apply(self._init_module)
+
+    @staticmethod
+    def _init_module(m):
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self):
+        """Parameter names that get no weight decay (besides norms and biases)."""
+        return {'pixel_pos', 'patch_pos', 'cls_token'}
+
+    def get_layer_depth(self, param_name, prefix=''):
+        """Layer id for layer-wise lr decay: (layer_id, num_layers + 2).
+
+        Embeddings are layer 0, block i is layer i + 1, everything after the blocks (final norm,
+        output norms, pyramid) is layer ``depth + 1``.
+        """
+        name = param_name[len(prefix):] if prefix and param_name.startswith(prefix) \
+            else param_name
+        num_layers = self.num_layers + 2
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1, num_layers
+        if name.split('.')[0] in self.embedding_names:
+            return 0, num_layers
+        return num_layers - 1, num_layers
+
+    embedding_names = ('pixel_embed', 'pixel_pos', 'patch_embed', 'cls_token', 'patch_pos')
+
+    # ---------------------------------------------------------------- train mode
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        modules = [getattr(self, n) for n in self.embedding_names]
+        modules += list(self.blocks[:self.frozen_stages])
+        for m in modules:
+            if isinstance(m, nn.Parameter):
+                m.requires_grad = False
+                continue
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # ---------------------------------------------------------------- forward
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(f'TNT expects a 4-D (B, C, H, W) tensor, got '
+                             f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}')
+        if not x.is_floating_point():
+            raise TypeError(f'TNT expects a floating-point image tensor, got {x.dtype}; '
+                            f'normalise the image first')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'TNT was built for {self.in_channels} input channels, got an '
+                             f'input with {x.shape[1]} (shape {tuple(x.shape)})')
+
+    def embed(self, x):
+        """x: (B, C, H, W) -> words (B*N, 16, c), sentences (B, 1+N, D), grid (Hp, Wp)."""
+        self._check_input(x)
+        B, _, H, W = x.shape
+        p = self.patch_size
+        hw_shape = (math.ceil(H / p), math.ceil(W / p))
+        x = F.pad(x, (0, hw_shape[1] * p - W, 0, hw_shape[0] * p - H))
+        words = self.pixel_embed(x, self.pixel_pos)
+        sentences = torch.cat([self.cls_token.expand(B, -1, -1),
+                               self.patch_embed(words, B)], dim=1)
+        sentences = sentences + resize_pos_embed(self.patch_pos, self.pos_grid, hw_shape)
+        return words, self.pos_drop(sentences), hw_shape
+
+    def _run_block(self, block, words, sentences, hw_shape):
+        if self.with_cp and self.training and (words.requires_grad or sentences.requires_grad
+                                               or torch.is_grad_enabled()):
+            return cp.checkpoint(block, words, sentences, hw_shape, use_reentrant=False)
+        return block(words, sentences, hw_shape)
+
+    def forward(self, x):
+        """x: (B, C, H, W) float. Returns a tuple by ``out_type`` (see the class docstring)."""
+        words, sentences, hw_shape = self.embed(x)
+        B = sentences.shape[0]
+        outs, first_words = [], None
+        for i, block in enumerate(self.blocks[:max(self.out_indices) + 1]):
+            words, sentences = self._run_block(block, words, sentences, hw_shape)
+            if i not in self.out_indices:
+                continue
+            if self.out_type == 'cls_token':
+                outs.append(self.norm(sentences)[:, 0] if i == self.num_layers - 1
+                            else sentences[:, 0])
+                continue
+            if first_words is None:
+                first_words = words
+            norm = self.out_norms[len(outs)]
+            outs.append(norm(sentences[:, 1:]).transpose(1, 2).reshape(B, -1, *hw_shape))
+        if self.out_type == 'pyramid':
+            if self.word_map is not None:
+                outs[0] = self.word_map(first_words, hw_shape)
+            outs = self.pyramid(outs)
+        return tuple(outs)

@@ -1,0 +1,80 @@
+"""Multi-head self-attention used by both the inner (word) and outer (sentence) transformers."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection.
+
+    The fused ``qkv`` weight is ``cat([q, k, v])`` of the reference's separate ``qk`` and ``v``
+    projections (see :mod:`tnt_backbone.checkpoint`).
+
+    Args:
+        dim (int): Token dimension.
+        num_heads (int): Number of heads; must divide ``dim``.
+        qkv_bias (bool): Bias on the qkv projection. Defaults to False.
+        attn_drop (float): Dropout on attention weights. Defaults to 0.
+        proj_drop (float): Dropout after the output projection. Defaults to 0.
+        use_sdpa (bool): Compute attention with
+            :func:`torch.nn.functional.scaled_dot_product_attention`. It pays off for long
+            sequences (no N x N matrix is kept for backward); for the inner transformer's 16
+            words with head dim 6 a plain batched matmul measures faster. Defaults to True.
+        window_size (int): If > 0, tokens after the first (the class token) attend only within
+            non-overlapping ``window_size x window_size`` windows of their ``hw_shape`` grid,
+            while the class token still attends to every token. Defaults to 0 (global).
+    """
+
+    def __init__(self, dim, num_heads, qkv_bias=False, attn_drop=0., proj_drop=0.,
+                 use_sdpa=True, window_size=0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.use_sdpa = use_sdpa
+        self.window_size = window_size
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _attend(self, q, k, v):
+        """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd)."""
+        drop = self.attn_drop if self.training else 0.
+        if self.use_sdpa:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        return F.dropout(attn, drop) @ v if drop else attn @ v
+
+    def forward(self, x, hw_shape=None):
+        """x: (B, N, C) -> (B, N, C). ``hw_shape`` is needed only for windowed attention."""
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if self.window_size > 0:
+            out = self._window_attend(q, k, v, hw_shape)
+        else:
+            out = self._attend(q, k, v)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+
+    def _window_attend(self, q, k, v, hw_shape):
+        """Class token attends globally; the grid tokens attend within padded windows."""
+        B, h, N, hd = q.shape
+        H, W = hw_shape
+        ws = self.window_size
+        cls_out = self._attend(q[:, :, :1], k, v)
+        pad_h, pad_w = -H % ws, -W % ws
+        Hw, Ww = (H + pad_h) // ws, (W + pad_w) // ws
+
+        def partition(t):
+            t = t[:, :, 1:].reshape(B, h, H, W, hd)
+            t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
+            t = t.reshape(B, h, Hw, ws, Ww, ws, hd).permute(0, 2, 4, 1, 3, 5, 6)
+            return t.reshape(B * Hw * Ww, h, ws * ws, hd)
+
+        # Padded keys are zeros, not masked: the same choice as ViTDet's window attention.
+        grid_out = self._attend(partition(q), partition(k), partition(v))
+        grid_out = grid_out.reshape(B, Hw, Ww, h, ws, ws, hd).permute(0, 3, 1, 4, 2, 5, 6)
+        grid_out = grid_out.reshape(B, h, Hw * ws, Ww * ws, hd)[:, :, :H, :W]
+        return torch.cat([cls_out, grid_out.reshape(B, h, H * W, hd)], dim=2)

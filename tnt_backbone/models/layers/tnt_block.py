@@ -1,0 +1,88 @@
+"""The TNT block: inner transformer over words, words folded into sentences, outer transformer."""
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+
+from .attention import Attention
+from .embed import WordsToSentence
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> Linear, with dropout after each. (..., dim) -> (..., dim)."""
+
+    def __init__(self, dim, hidden_dim, drop=0.):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm transformer layer: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
+
+    Args:
+        dim (int): Token dimension.
+        num_heads (int): Attention heads.
+        mlp_ratio (float): MLP hidden size over ``dim``.
+        qkv_bias (bool): Bias on the qkv projection.
+        drop (float): Dropout after projections.
+        attn_drop (float): Dropout on attention weights.
+        drop_path (float): Stochastic-depth rate of both residual branches.
+        use_sdpa (bool): See :class:`Attention`.
+        window_size (int): See :class:`Attention`.
+    """
+
+    def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=False, drop=0., attn_drop=0.,
+                 drop_path=0., use_sdpa=True, window_size=0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop, use_sdpa, window_size)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, hw_shape=None):
+        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class TNTBlock(nn.Module):
+    """One TNT block.
+
+    Args:
+        inner_dim (int): Word dimension c.
+        outer_dim (int): Sentence dimension D.
+        num_words (int): Words per sentence n (16 for 16x16 patches of 4x4 words).
+        inner_heads (int): Heads of the inner transformer.
+        outer_heads (int): Heads of the outer transformer.
+        mlp_ratio (float): MLP ratio of the outer transformer (the inner one always uses 4).
+        layout (str): ``'v2'`` or ``'legacy'``: how words are folded into sentences.
+        window_size (int): Windowed outer attention if > 0 (see :class:`Attention`).
+        qkv_bias, drop, attn_drop, drop_path: as in :class:`TransformerLayer`.
+    """
+
+    def __init__(self, inner_dim, outer_dim, num_words, inner_heads, outer_heads, mlp_ratio=4.,
+                 layout='v2', window_size=0, qkv_bias=False, drop=0., attn_drop=0.,
+                 drop_path=0.):
+        super().__init__()
+        common = dict(qkv_bias=qkv_bias, drop=drop, attn_drop=attn_drop, drop_path=drop_path)
+        # 16 words of head dim 6-10: a batched matmul beats SDPA's per-call overhead here.
+        self.inner = TransformerLayer(inner_dim, inner_heads, 4., use_sdpa=False, **common)
+        legacy = layout == 'legacy'
+        self.bridge = WordsToSentence(num_words, inner_dim, outer_dim, per_word_norm=legacy,
+                                      bias=legacy, out_norm=not legacy)
+        self.outer = TransformerLayer(outer_dim, outer_heads, mlp_ratio, use_sdpa=True,
+                                      window_size=window_size, **common)
+
+    def forward(self, words, sentences, hw_shape):
+        """words: (B*N, n, c); sentences: (B, 1 + N, D), class token first; hw_shape: (Hp, Wp).
+
+        Returns the updated (words, sentences), same shapes.
+        """
+        words = self.inner(words)
+        update = self.bridge(words, sentences.shape[0])
+        sentences = sentences + F.pad(update, (0, 0, 1, 0))  # class token gets no update
+        return words, self.outer(sentences, hw_shape)

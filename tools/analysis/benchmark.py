@@ -1,0 +1,146 @@
+"""Speed and peak memory of the TNT backbone, optionally side by side with timm's TNT.
+
+Speed: the models run alternately in one process (shared machines drift by +-30 %), and the
+median of the timed rounds is reported as img/s. Peak memory: each model runs alone in a fresh
+process and the growth of its peak RSS over the loaded-model baseline is reported.
+
+    python tools/analysis/benchmark.py --arch small --size 224 --batch 8 --mode train
+    python tools/analysis/benchmark.py --size 512 --batch 2 --mode train --memory \
+        --timm-path /tmp/ref:../shared/reference
+
+``--timm-path`` is where timm (and, because torchvision has no CPU build here, the torchvision
+stub ``tvstub``) can be imported from; without it only tnt_backbone is measured.
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+TIMM_NAMES = {('small', 'v2'): 'tnt_s_patch16_224', ('base', 'v2'): 'tnt_b_patch16_224',
+              ('small', 'legacy'): 'tnt_s_legacy_patch16_224',
+              ('base', 'legacy'): 'tnt_b_legacy_patch16_224'}
+
+
+def build(impl, args):
+    """Returns a callable model of ``impl`` ('ours' or 'timm') producing one tensor."""
+    if impl == 'timm':
+        for p in reversed(args.timm_path.split(':')):
+            sys.path.insert(0, p)
+        import tvstub  # noqa: F401
+        import timm
+        model = timm.create_model(TIMM_NAMES[(args.arch, args.layout)], num_classes=0,
+                                  img_size=args.size)
+    else:
+        from tnt_backbone.models import TNT
+        model = TNT(arch=args.arch, layout=args.layout, img_size=224, out_type=args.out_type,
+                    out_indices=(-1,) if args.out_type == 'cls_token' else (2, 5, 8, 11),
+                    window_size=args.window_size)
+        model.init_weights()
+    model.train(args.mode == 'train')
+    if args.compile:
+        model = torch.compile(model)
+    return model
+
+
+def step_fn(model, args):
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    dtype = torch.bfloat16 if args.dtype == 'bf16' else None
+
+    def total(out):
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return sum(o.float().mean() for o in out)
+
+    def step():
+        if args.mode == 'train':
+            with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
+                loss = total(model(x))
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode(), torch.autocast('cpu', dtype=dtype,
+                                                        enabled=dtype is not None):
+                model(x)
+    return step
+
+
+def time_side_by_side(impls, args):
+    steps = {i: step_fn(build(i, args), args) for i in impls}
+    for _ in range(args.warmup):
+        for s in steps.values():
+            s()
+    times = {i: [] for i in impls}
+    for _ in range(args.iters):
+        for i, s in steps.items():
+            t = time.perf_counter()
+            s()
+            times[i].append(time.perf_counter() - t)
+    return {i: args.batch / statistics.median(t) for i, t in times.items()}
+
+
+def peak_memory_child(impl, args):
+    step = step_fn(build(impl, args), args)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(2):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({'peak_mib': (peak - base) / 1024}))
+
+
+def peak_memory(impl, argv):
+    out = subprocess.run([sys.executable, __file__, *argv, '--child-memory', impl],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])['peak_mib']
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--arch', default='small', choices=['tiny', 'small', 'base'])
+    parser.add_argument('--layout', default='v2', choices=['v2', 'legacy'])
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--mode', default='infer', choices=['infer', 'train'])
+    parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
+    parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'pyramid'])
+    parser.add_argument('--window-size', type=int, default=0)
+    parser.add_argument('--compile', action='store_true', help='torch.compile both models')
+    parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--memory', action='store_true', help='also measure peak memory')
+    parser.add_argument('--timm-path', default=None,
+                        help='colon-separated path to import timm and tvstub from')
+    parser.add_argument('--child-memory', default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child_memory:
+        return peak_memory_child(args.child_memory, args)
+    impls = ['ours'] + (['timm'] if args.timm_path else [])
+    if 'timm' in impls and args.arch == 'tiny':
+        sys.exit('timm has no TNT-Ti; compare small or base')
+    print(f'TNT-{args.arch} {args.layout} {args.mode} {args.dtype} {args.size}x{args.size} '
+          f'batch {args.batch} compile={args.compile} threads={torch.get_num_threads()}')
+    speed = time_side_by_side(impls, args)
+    mem = {i: peak_memory(i, argv) for i in impls} if args.memory else {}
+    for i in impls:
+        line = f'{i:>5}: {speed[i]:8.2f} img/s'
+        if i in mem:
+            line += f'  peak +{mem[i]:8.1f} MiB'
+        print(line)
+    if 'timm' in speed:
+        print(f'speed-up vs timm: {speed["ours"] / speed["timm"]:.2f}x' + (
+            f', memory ratio: {mem["ours"] / mem["timm"]:.2f}' if mem else ''))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,73 @@
+"""Parameters and FLOPs (multiply-accumulates) of a TNT backbone or of a whole model config.
+
+    python tools/analysis/get_flops.py --arch small --shape 224 224
+    python tools/analysis/get_flops.py --config configs/detection/mask-rcnn_tnt-s-p16_fpn_1x_coco.py --shape 800 1333
+
+Counted with mmengine's FlopAnalyzer, taught the one op it does not know here:
+``scaled_dot_product_attention`` (two matmuls of Nq x Nk x head_dim per head).
+"""
+import argparse
+from math import prod
+
+import torch
+from mmengine.analysis import FlopAnalyzer, parameter_count
+
+
+def sdpa_flop(inputs, outputs):
+    q, k = (i.type().sizes() for i in inputs[:2])
+    return 2 * prod(q[:-1]) * k[-2] * q[-1]  # q @ k^T and attn @ v
+
+
+def count(model, inputs):
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop)
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analyzer.total(), parameter_count(model)['']
+
+
+def backbone_model(args):
+    from tnt_backbone.models import TNT
+    return TNT(arch=args.arch, layout=args.layout, out_type=args.out_type,
+               out_indices=(-1,) if args.out_type == 'cls_token' else (2, 5, 8, 11)).eval()
+
+
+class ConfigTensorModel(torch.nn.Module):
+    """Runs a detector/segmentor built from a config on a plain image tensor."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model._forward(x)
+
+
+def config_model(path):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    import tnt_backbone  # noqa: F401
+    cfg = Config.fromfile(path)
+    cfg.model.backbone.pop('init_cfg', None)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    return ConfigTensorModel(MODELS.build(cfg.model)).eval()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', help='a model config; else a bare backbone')
+    parser.add_argument('--arch', default='small')
+    parser.add_argument('--layout', default='v2')
+    parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'pyramid'])
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224])
+    args = parser.parse_args()
+    model = config_model(args.config) if args.config else backbone_model(args)
+    with torch.no_grad():
+        flops, params = count(model, (torch.randn(1, 3, *args.shape),))
+    what = args.config or f'TNT-{args.arch} ({args.layout}, {args.out_type})'
+    print(f'{what} @ {args.shape[0]}x{args.shape[1]}: {params / 1e6:.2f} M params, '
+          f'{flops / 1e9:.2f} GMACs')
+
+
+if __name__ == '__main__':
+    main()
