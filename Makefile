@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tnt-installed
 INSTALL_INPUTS := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt \
-	requirements/tests.txt setup.py tools/install.sh
+	requirements/tests.txt requirements/constraints.txt setup.py tools/install.sh
 
 .PHONY: install demo demo-det test test-fast clean-demo
 

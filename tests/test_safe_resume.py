@@ -4,6 +4,7 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
@@ -21,9 +22,9 @@ class TinyTNTClassifier(BaseModel):
         self.fc = torch.nn.Linear(SMALL_ARCH['outer_dim'], 3)
 
     def forward(self, inputs, labels=None, mode='loss'):
-        logits = self.fc(self.backbone(torch.stack(inputs))[0])
+        logits = self.fc(self.backbone(inputs)[0])
         if mode == 'loss':
-            return dict(loss=F.cross_entropy(logits, torch.stack(labels)))
+            return dict(loss=F.cross_entropy(logits, labels))
         return logits
 
 
@@ -71,6 +72,11 @@ class Evil:
         return (print, ('code ran',))
 
 
+class SneakyGetattr:
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, 'update'))
+
+
 def test_arbitrary_objects_are_still_refused(tmp_path):
     path = tmp_path / 'evil.pth'
     with open(path, 'wb') as f:
@@ -79,3 +85,6 @@ def test_arbitrary_objects_are_still_refused(tmp_path):
         safe_torch_load(str(path))
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)  # what mmengine calls: still weights-only
+    torch.save({'hub': SneakyGetattr()}, path)
+    with pytest.raises(RuntimeError, match='refusing getattr'):
+        safe_torch_load(str(path))

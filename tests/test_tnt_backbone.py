@@ -138,6 +138,7 @@ def test_with_cp_same_outputs_and_gradients():
         outs = model(x)
         sum((o * torch.arange(o.numel()).reshape(o.shape).sin()).sum() for o in outs).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == {n for n, _ in plain.named_parameters()}
     torch.testing.assert_close(grads[0], grads[1])
 
 
@@ -166,22 +167,25 @@ def test_window_attention_equals_global_when_window_covers_grid():
 
 
 def test_window_attention_matches_per_window_global_attention():
-    """A windowed block's grid tokens equal plain attention run inside each window."""
+    """Grid tokens of a window equal plain attention over (class token + that window)."""
     from tnt_backbone.models.layers import Attention
     torch.manual_seed(0)
     attn = Attention(16, 2, window_size=2).eval()
     full = Attention(16, 2).eval()
     full.load_state_dict(attn.state_dict())
-    H, W = 3, 4  # padded to 4x4 -> 2x2 windows
+    H, W = 3, 5  # padded to 4x6 -> 2x3 windows; the last row/column of windows is partial
     x = torch.randn(1, 1 + H * W, 16)
-    out = attn(x, (H, W))
-    # window (0, 0) holds grid rows 0-1, cols 0-1
-    win = x[:, 1:].reshape(1, H, W, 16)[:, 0:2, 0:2].reshape(1, 4, 16)
-    expect = full(win)
-    torch.testing.assert_close(out[:, 1:].reshape(1, H, W, 16)[:, 0:2, 0:2].reshape(1, 4, 16),
-                               expect, rtol=1e-4, atol=1e-5)
+    res = attn(x, (H, W))
+    out = res[:, 1:].reshape(1, H, W, 16)
+    grid = x[:, 1:].reshape(1, H, W, 16)
+    for rows, cols in [(slice(0, 2), slice(0, 2)), (slice(2, 3), slice(4, 5)),
+                       (slice(0, 2), slice(4, 5))]:
+        win = grid[:, rows, cols].reshape(1, -1, 16)
+        expect = full(torch.cat([x[:, :1], win], dim=1))[:, 1:]
+        torch.testing.assert_close(out[:, rows, cols].reshape(1, -1, 16), expect,
+                                   rtol=1e-4, atol=1e-5)
     # the class token attends to everything
-    torch.testing.assert_close(out[:, :1], full(x)[:, :1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(res[:, :1], full(x)[:, :1], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('bad,exc,match', [

@@ -199,8 +199,9 @@ def load_pretrained(model, filename, prefix=None, logger='current'):
     if layout != model.layout:
         raise ValueError(f"{filename} holds '{layout}'-layout TNT weights ({source} keys) but the "
                          f"model was built with layout='{model.layout}'; set layout='{layout}'")
-    sd = {k: v for k, v in sd.items() if not k.startswith('head.')}
     own = model.state_dict()
+    # the classifier head, and the final norm of a dense-output model, have no place here
+    sd = {k: v for k, v in sd.items() if k in own or not k.startswith(('head.', 'norm.'))}
     ckpt_grid = _grid_of(sd['patch_pos'].shape[1] - 1, f'{filename}: patch_pos')
     if ckpt_grid != model.pos_grid:
         print_log(f'resizing patch_pos of {filename} from {ckpt_grid} to {model.pos_grid}',

@@ -8,11 +8,9 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
-has() { "$PY" -c "import $1" >/dev/null 2>&1; }
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q -c requirements/constraints.txt "$@"; }
 
-has torch || pip_install -r requirements/build.txt
-pip_install -r requirements/build.txt  # cheap when satisfied; keeps pins in force
+pip_install -r requirements/build.txt  # seconds when already satisfied
 if ! "$PY" -c "import mmcv.ops; from mmcv.ops import nms" >/dev/null 2>&1; then
   echo "Building mmcv 2.1.0 with its C++ ops (about 9 minutes, once per machine)..."
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} pip_install --no-build-isolation "$(grep -E '^mmcv==' requirements/mminstall.txt)"

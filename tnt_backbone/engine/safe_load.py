@@ -1,13 +1,16 @@
 """Safe loading of checkpoints on torch >= 2.6, where ``torch.load`` defaults to weights_only.
 
 mmengine 0.10.7 calls ``torch.load`` with the defaults, which refuses its own checkpoints:
-their ``meta`` and message hub hold numpy scalars/arrays and mmengine's ``HistoryBuffer``.
-Rather than turning weights-only loading off, :func:`allow_checkpoint_globals` adds just those
-types to torch's allow-list of safe globals; importing ``tnt_backbone`` does it once.
+their ``meta`` and message hub hold numpy scalars/arrays and mmengine's ``HistoryBuffer``, whose
+statistics methods are pickled as ``getattr(HistoryBuffer, 'min')``. Rather than turning
+weights-only loading off, :func:`allow_checkpoint_globals` adds just those types to torch's
+allow-list of safe globals, and a ``getattr`` that can only fetch those methods; importing
+``tnt_backbone`` does it once.
 """
 import argparse
 import collections
 import os
+import pickle
 
 import numpy as np
 import torch
@@ -22,10 +25,21 @@ def _numpy_globals():
     return [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, *dtypes]
 
 
+def history_buffer_getattr(owner, name):
+    """``getattr`` as the unpickler may call it: HistoryBuffer's statistics methods only."""
+    methods = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if owner is not HistoryBuffer or name not in methods:
+        raise pickle.UnpicklingError(
+            f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only HistoryBuffer '
+            f'statistics methods ({sorted(methods)}) may be looked up')
+    return getattr(owner, name)
+
+
 def checkpoint_globals():
     """The non-tensor types that mmengine and the TNT releases put into checkpoints."""
     return [HistoryBuffer, collections.OrderedDict, collections.defaultdict,
-            argparse.Namespace, *_numpy_globals()]
+            argparse.Namespace, (history_buffer_getattr, 'builtins.getattr'),
+            *_numpy_globals()]
 
 
 def allow_checkpoint_globals():

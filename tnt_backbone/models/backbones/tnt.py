@@ -40,8 +40,9 @@ class TNT(BaseModule):
             Defaults to 224.
         patch_size (int): Sentence size in pixels. Defaults to 16.
         in_channels (int): Image channels. Defaults to 3.
-        out_indices (Sequence[int]): Blocks whose output is returned; negatives count from the
-            end. Defaults to ``(2, 5, 8, 11)``.
+        out_indices (Sequence[int] | None): Blocks whose output is returned, increasing;
+            negatives count from the end. Defaults to None: the last block for
+            ``'cls_token'``, else four evenly spaced blocks (``(2, 5, 8, 11)`` at depth 12).
         out_type (str): ``'pyramid'`` (four maps at strides 4, 8, 16, 32 from the four
             ``out_indices``), ``'featmap'`` ((B, D, Hp, Wp) per index) or ``'cls_token'``
             ((B, D) per index, the last block's after the final norm). Defaults to ``'pyramid'``.
@@ -59,10 +60,10 @@ class TNT(BaseModule):
             Defaults to 0.
         window_size (int): Outer attention within ``window_size``-patch windows (ViTDet style)
             in every block not listed in ``global_attn_indices``. Defaults to 0 (all global).
-        global_attn_indices (Sequence[int]): Blocks with global outer attention when
-            ``window_size > 0``. Defaults to ``(2, 5, 8, 11)``.
-        final_norm (bool): Apply the final LayerNorm to the last block's class token.
-            Defaults to True.
+        global_attn_indices (Sequence[int] | None): Blocks with global outer attention when
+            ``window_size > 0``. Defaults to None: four evenly spaced blocks, as ViTDet.
+        final_norm (bool): Apply the final LayerNorm to the last block's class token
+            (``'cls_token'`` outputs only). Defaults to True.
         with_cp (bool): Activation checkpointing of each block while training. Defaults to False.
         frozen_stages (int): -1 freezes nothing, 0 the embeddings, k > 0 the embeddings and the
             first k blocks. Defaults to -1.
@@ -78,10 +79,10 @@ class TNT(BaseModule):
     out_types = ('pyramid', 'featmap', 'cls_token')
 
     def __init__(self, arch='small', layout='v2', img_size=224, patch_size=16, in_channels=3,
-                 out_indices=(2, 5, 8, 11), out_type='pyramid', pyramid_channels=None,
+                 out_indices=None, out_type='pyramid', pyramid_channels=None,
                  stride4_from_words=False, pyramid_norm_cfg=dict(type='BN'), qkv_bias=False,
                  drop_rate=0., attn_drop_rate=0., drop_path_rate=0., window_size=0,
-                 global_attn_indices=(2, 5, 8, 11), final_norm=True, with_cp=False,
+                 global_attn_indices=None, final_norm=True, with_cp=False,
                  frozen_stages=-1, norm_eval=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
@@ -98,6 +99,9 @@ class TNT(BaseModule):
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.pos_grid = (img_size[0] // patch_size, img_size[1] // patch_size)
         self.out_type = out_type
+        evenly_spaced = tuple((k + 1) * self.num_layers // 4 - 1 for k in range(4))
+        if out_indices is None:
+            out_indices = (-1,) if out_type == 'cls_token' else evenly_spaced
         self.out_indices = self._parse_indices(out_indices, 'out_indices')
         if list(self.out_indices) != sorted(set(self.out_indices)):
             raise ValueError(f'out_indices must name blocks in increasing order, got {out_indices}')
@@ -120,14 +124,19 @@ class TNT(BaseModule):
             torch.zeros(1, 1 + self.pos_grid[0] * self.pos_grid[1], self.embed_dims))
         self.pos_drop = nn.Dropout(drop_rate)
 
-        global_blocks = self._parse_indices(global_attn_indices, 'global_attn_indices')
+        global_blocks = () if window_size <= 0 else self._parse_indices(
+            evenly_spaced if global_attn_indices is None else global_attn_indices,
+            'global_attn_indices')
         dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
         self.blocks = nn.ModuleList(
             TNTBlock(self.inner_dim, self.embed_dims, num_words, s['inner_heads'],
                      s['outer_heads'], s['mlp_ratio'], layout,
                      0 if i in global_blocks else window_size, qkv_bias, drop_rate,
                      attn_drop_rate, dpr[i]) for i in range(self.num_layers))
-        self.norm = nn.LayerNorm(self.embed_dims) if final_norm else nn.Identity()
+        # Dense outputs have their own norms: a final norm there would be a parameter without
+        # gradient, which distributed training rejects.
+        self.norm = nn.LayerNorm(self.embed_dims) if final_norm and out_type == 'cls_token' \
+            else nn.Identity()
 
         if out_type != 'cls_token':
             # One norm per dense output, as Swin does: the token scales differ across depth.

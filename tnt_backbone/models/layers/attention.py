@@ -21,8 +21,9 @@ class Attention(nn.Module):
             sequences (no N x N matrix is kept for backward); for the inner transformer's 16
             words with head dim 6 a plain batched matmul measures faster. Defaults to True.
         window_size (int): If > 0, tokens after the first (the class token) attend only within
-            non-overlapping ``window_size x window_size`` windows of their ``hw_shape`` grid,
-            while the class token still attends to every token. Defaults to 0 (global).
+            non-overlapping ``window_size x window_size`` windows of their ``hw_shape`` grid
+            (and to the class token), while the class token attends to every token.
+            Defaults to 0 (global).
     """
 
     def __init__(self, dim, num_heads, qkv_bias=False, attn_drop=0., proj_drop=0.,
@@ -39,12 +40,18 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def _attend(self, q, k, v):
-        """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd)."""
+    def _attend(self, q, k, v, mask=None):
+        """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd).
+
+        ``mask``: boolean, broadcastable to (B, heads, Nq, Nk); True keys take part.
+        """
         drop = self.attn_drop if self.training else 0.
         if self.use_sdpa:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        attn = q @ k.transpose(-2, -1) * self.scale
+        if mask is not None:
+            attn = attn.masked_fill(~mask, float('-inf'))
+        attn = attn.softmax(dim=-1)
         return F.dropout(attn, drop) @ v if drop else attn @ v
 
     def forward(self, x, hw_shape=None):
@@ -59,22 +66,37 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
 
     def _window_attend(self, q, k, v, hw_shape):
-        """Class token attends globally; the grid tokens attend within padded windows."""
-        B, h, N, hd = q.shape
+        """Windowed attention over the grid tokens; every window also sees the class token.
+
+        The class token attends to all tokens. Windows are padded at bottom/right; padded keys
+        are masked out, so a window covering the whole grid is exactly global attention.
+        """
+        B, h, _, hd = q.shape
         H, W = hw_shape
         ws = self.window_size
-        cls_out = self._attend(q[:, :, :1], k, v)
         pad_h, pad_w = -H % ws, -W % ws
         Hw, Ww = (H + pad_h) // ws, (W + pad_w) // ws
+        num_windows = Hw * Ww
 
-        def partition(t):
-            t = t[:, :, 1:].reshape(B, h, H, W, hd)
-            t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
+        def partition(t):  # (B, h, 1+H*W, hd) -> (B*num_windows, h, ws*ws, hd)
+            t = F.pad(t[:, :, 1:].reshape(B, h, H, W, hd), (0, 0, 0, pad_w, 0, pad_h))
             t = t.reshape(B, h, Hw, ws, Ww, ws, hd).permute(0, 2, 4, 1, 3, 5, 6)
-            return t.reshape(B * Hw * Ww, h, ws * ws, hd)
+            return t.reshape(B * num_windows, h, ws * ws, hd)
 
-        # Padded keys are zeros, not masked: the same choice as ViTDet's window attention.
-        grid_out = self._attend(partition(q), partition(k), partition(v))
+        def with_cls(t):
+            cls = t[:, :, :1].repeat_interleave(num_windows, dim=0)
+            return torch.cat([cls, partition(t)], dim=2)
+
+        mask = None
+        if pad_h or pad_w:
+            valid = torch.zeros(Hw * ws, Ww * ws, dtype=torch.bool, device=q.device)
+            valid[:H, :W] = True
+            valid = valid.reshape(Hw, ws, Ww, ws).permute(0, 2, 1, 3).reshape(
+                num_windows, 1, 1, ws * ws)
+            mask = torch.cat([valid.new_ones(num_windows, 1, 1, 1), valid], dim=-1)
+            mask = mask.repeat(B, 1, 1, 1)
+        grid_out = self._attend(partition(q), with_cls(k), with_cls(v), mask)
         grid_out = grid_out.reshape(B, Hw, Ww, h, ws, ws, hd).permute(0, 3, 1, 4, 2, 5, 6)
         grid_out = grid_out.reshape(B, h, Hw * ws, Ww * ws, hd)[:, :, :H, :W]
+        cls_out = self._attend(q[:, :, :1], k, v)
         return torch.cat([cls_out, grid_out.reshape(B, h, H * W, hd)], dim=2)
