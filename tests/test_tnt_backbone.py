@@ -225,3 +225,21 @@ def test_registered_in_scope_and_buildable_by_name():
     from mmengine.registry import MODELS as ROOT
     model = ROOT.build(dict(type='tnt_backbone.TNT', arch=SMALL_ARCH))
     assert isinstance(model, TNT)
+
+
+@pytest.mark.parametrize('qkv_bias', [False, True])
+def test_short_sequence_attention_path_equals_sdpa_path(qkv_bias):
+    from tnt_backbone.models.layers import Attention
+    torch.manual_seed(0)
+    short = Attention(24, 4, qkv_bias=qkv_bias, use_sdpa=False)
+    sdpa = Attention(24, 4, qkv_bias=qkv_bias, use_sdpa=True)
+    with torch.no_grad():
+        for p in short.parameters():
+            p.normal_()
+    sdpa.load_state_dict(short.state_dict())
+    x = torch.randn(10, 16, 24, requires_grad=True)
+    a, b = short(x), sdpa(x)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    ga = torch.autograd.grad(a.sin().sum(), [x, short.qkv.weight])
+    gb = torch.autograd.grad(b.sin().sum(), [x, sdpa.qkv.weight])
+    torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-4)

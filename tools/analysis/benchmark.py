@@ -40,7 +40,6 @@ def build(impl, args):
         model = TNT(arch=args.arch, layout=args.layout, img_size=224, out_type=args.out_type,
                     out_indices=(-1,) if args.out_type == 'cls_token' else (2, 5, 8, 11),
                     window_size=args.window_size)
-        model.init_weights()
     model.train(args.mode == 'train')
     if args.compile:
         model = torch.compile(model)

@@ -18,12 +18,13 @@ class Attention(nn.Module):
         proj_drop (float): Dropout after the output projection. Defaults to 0.
         use_sdpa (bool): Compute attention with
             :func:`torch.nn.functional.scaled_dot_product_attention`. It pays off for long
-            sequences (no N x N matrix is kept for backward); for the inner transformer's 16
-            words with head dim 6 a plain batched matmul measures faster. Defaults to True.
-        window_size (int): If > 0, tokens after the first (the class token) attend only within
-            non-overlapping ``window_size x window_size`` windows of their ``hw_shape`` grid
-            (and to the class token), while the class token attends to every token.
-            Defaults to 0 (global).
+            sequences (no N x N matrix is kept for backward). For the inner transformer's 16
+            words with head dim 6 plain matmuls measure faster (see :meth:`_forward_short`).
+            Defaults to True.
+        window_size (int): If > 0 (SDPA only), tokens after the first (the class token) attend
+            only within non-overlapping ``window_size x window_size`` windows of their
+            ``hw_shape`` grid (and to the class token), while the class token attends to every
+            token. Defaults to 0 (global).
     """
 
     def __init__(self, dim, num_heads, qkv_bias=False, attn_drop=0., proj_drop=0.,
@@ -31,6 +32,8 @@ class Attention(nn.Module):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+        if window_size and not use_sdpa:
+            raise ValueError('windowed attention needs use_sdpa=True')
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
         self.use_sdpa = use_sdpa
@@ -40,30 +43,45 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def _attend(self, q, k, v, mask=None):
-        """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd).
-
-        ``mask``: boolean, broadcastable to (B, heads, Nq, Nk); True keys take part.
-        """
-        drop = self.attn_drop if self.training else 0.
-        if self.use_sdpa:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        attn = q @ k.transpose(-2, -1) * self.scale
-        if mask is not None:
-            attn = attn.masked_fill(~mask, float('-inf'))
-        attn = attn.softmax(dim=-1)
-        return F.dropout(attn, drop) @ v if drop else attn @ v
-
     def forward(self, x, hw_shape=None):
         """x: (B, N, C) -> (B, N, C). ``hw_shape`` is needed only for windowed attention."""
+        if not self.use_sdpa:
+            return self._forward_short(x)
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.window_size > 0:
             out = self._window_attend(q, k, v, hw_shape)
         else:
-            out = self._attend(q, k, v)
+            out = self._sdpa(q, k, v)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+
+    def _sdpa(self, q, k, v, mask=None):
+        """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd)."""
+        drop = self.attn_drop if self.training else 0.
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+
+    def _forward_short(self, x):
+        """Matmul attention with tokens as the last axis: (B, N, C) -> (B, N, C).
+
+        The qkv rows are regrouped head-major, so ``W @ x^T`` gives each head's q, k and v as
+        (hd, N) blocks that the batched matmuls read through strides: unlike the usual
+        (B, N, heads, hd) layout, no intermediate needs a copy, which is most of the cost at
+        N = 16.
+        """
+        B, N, C = x.shape
+        h, hd = self.num_heads, C // self.num_heads
+        w = self.qkv.weight.view(3, h, hd, C).transpose(0, 1).reshape(3 * C, C)
+        qkv = torch.matmul(w, x.transpose(1, 2))  # (B, 3C, N), rows (head, q|k|v, hd)
+        if self.qkv.bias is not None:
+            qkv = qkv + self.qkv.bias.view(3, h, hd).transpose(0, 1).reshape(3 * C, 1)
+        q, k, v = qkv.view(B, h, 3, hd, N).unbind(2)  # each (B, h, hd, N)
+        attn = (q.transpose(-2, -1) @ k * self.scale).softmax(dim=-1)  # (B, h, N, N)
+        if self.training and self.attn_drop:
+            attn = F.dropout(attn, self.attn_drop)
+        out = (v @ attn.transpose(-2, -1)).reshape(B, C, N)
+        out = torch.matmul(self.proj.weight, out) + self.proj.bias.unsqueeze(-1)
+        return self.proj_drop(out.transpose(1, 2))
 
     def _window_attend(self, q, k, v, hw_shape):
         """Windowed attention over the grid tokens; every window also sees the class token.
@@ -95,8 +113,8 @@ class Attention(nn.Module):
                 num_windows, 1, 1, ws * ws)
             mask = torch.cat([valid.new_ones(num_windows, 1, 1, 1), valid], dim=-1)
             mask = mask.repeat(B, 1, 1, 1)
-        grid_out = self._attend(partition(q), with_cls(k), with_cls(v), mask)
+        grid_out = self._sdpa(partition(q), with_cls(k), with_cls(v), mask)
         grid_out = grid_out.reshape(B, Hw, Ww, h, ws, ws, hd).permute(0, 3, 1, 4, 2, 5, 6)
         grid_out = grid_out.reshape(B, h, Hw * ws, Ww * ws, hd)[:, :, :H, :W]
-        cls_out = self._attend(q[:, :, :1], k, v)
+        cls_out = self._sdpa(q[:, :, :1], k, v)
         return torch.cat([cls_out, grid_out.reshape(B, h, H * W, hd)], dim=2)
