@@ -235,7 +235,7 @@ def test_short_sequence_attention_path_equals_sdpa_path(qkv_bias):
     sdpa = Attention(24, 4, qkv_bias=qkv_bias, use_sdpa=True)
     with torch.no_grad():
         for p in short.parameters():
-            p.normal_()
+            p.normal_(0, 0.3)
     sdpa.load_state_dict(short.state_dict())
     x = torch.randn(10, 16, 24, requires_grad=True)
     a, b = short(x), sdpa(x)
