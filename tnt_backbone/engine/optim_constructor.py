@@ -20,6 +20,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         decay_norm_and_bias (bool): Keep weight decay on 1-D parameters. Defaults to False.
     """
 
+    def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
+        # mmengine skips add_params when paramwise_cfg is empty; the defaults still apply
+        super().__init__(optim_wrapper_cfg, paramwise_cfg or dict(layer_decay_rate=1.0))
+
     def add_params(self, params, module, prefix='', **kwargs):
         if is_model_wrapper(module):
             module = module.module
