@@ -243,3 +243,17 @@ def test_short_sequence_attention_path_equals_sdpa_path(qkv_bias):
     ga = torch.autograd.grad(a.sin().sum(), [x, short.qkv.weight])
     gb = torch.autograd.grad(b.sin().sum(), [x, sdpa.qkv.weight])
     torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-4)
+
+
+def test_memory_saving_mlp_matches_plain_autograd():
+    from tnt_backbone.models.layers import Mlp
+    torch.manual_seed(0)
+    mlp = Mlp(24, 96)
+    x = torch.randn(3, 7, 24, requires_grad=True)
+    out = mlp(x)
+    expect = mlp.fc2(F.gelu(mlp.fc1(x)))
+    torch.testing.assert_close(out, expect)
+    weights = torch.randn_like(out)
+    params = [x, *mlp.parameters()]
+    torch.testing.assert_close(torch.autograd.grad((out * weights).sum(), params),
+                               torch.autograd.grad((expect * weights).sum(), params))
