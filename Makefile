@@ -6,7 +6,7 @@ STAMP := $(VENV)/.tnt-installed
 INSTALL_INPUTS := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt \
 	requirements/tests.txt requirements/constraints.txt setup.py tools/install.sh
 
-.PHONY: install demo demo-det test test-fast clean-demo
+.PHONY: install demo demo-det demo-seg demo-cls test test-fast
 
 install: $(STAMP)
 
@@ -18,6 +18,12 @@ demo: demo-det
 
 demo-det: install
 	$(PY) tools/demo/detection_demo.py
+
+demo-seg: install
+	$(PY) tools/demo/segmentation_demo.py
+
+demo-cls: install
+	$(PY) tools/demo/classification_demo.py
 
 test: install
 	$(PY) -m pytest -q -ra tests

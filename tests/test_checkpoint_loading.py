@@ -1,7 +1,4 @@
 """Loading TNT checkpoints through init_cfg, the converter tool, and safe resume."""
-import importlib.util
-import os
-
 import pytest
 import torch
 
@@ -11,15 +8,7 @@ from tnt_backbone.models.layers import resize_pos_embed
 
 from test_reference_parity import ARCH, FIXTURES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMG = FIXTURES['img_size']
-
-
-def load_tool(name, path):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def pretrained(path, **kwargs):
@@ -84,8 +73,8 @@ def test_position_grid_is_resized_on_load(tmp_path):
     assert model.patch_pos.shape == (1, 37, ARCH['outer_dim'])
 
 
-def test_converter_tool_writes_once_and_loads(tmp_path):
-    tool = load_tool('tnt2mm', 'tools/model_converters/tnt2mm.py')
+def test_converter_tool_writes_once_and_loads(tmp_path, load_tool):
+    tool = load_tool('model_converters/tnt2mm.py')
     src, dst = tmp_path / 'timm.pth', tmp_path / 'out' / 'tnt.pth'
     torch.save(FIXTURES['timm_v2']['state_dict'], src)
     assert tool.convert_file(str(src), str(dst)) == ('timm', 'v2')

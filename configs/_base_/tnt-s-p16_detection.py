@@ -1,0 +1,32 @@
+# Shared TNT-S/16 settings of the detection configs. mmengine forbids two bases from defining
+# the same key, so this file only defines new names; a config lists it last in `_base_` and
+# picks them with `{{_base_.tnt_backbone}}` etc.
+custom_imports = dict(imports=['tnt_backbone'], allow_failed_imports=False)
+
+# The paper's detection setting: the sentences of blocks 3/6/9/12 (stride 16) brought to
+# strides 4/8/16/32 (deconv x4, deconv x2, identity, max-pool) for the FPN. The 224-px position
+# grid is resized to each input's grid at every forward; inputs are padded to a multiple of 16.
+tnt_backbone = dict(
+    _delete_=True,  # replaces the ResNet of mmdet's model bases
+    type='tnt_backbone.TNT',
+    arch='small',
+    out_indices=(2, 5, 8, 11),
+    out_type='pyramid',
+    drop_path_rate=0.1,
+    final_norm=False,  # the class token's norm: unused by dense outputs
+    init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth'))
+
+# mean = std = 0.5 in [0, 1] units, the TNT ImageNet normalisation (merged into mmdet's
+# DetDataPreprocessor, which converts BGR to RGB)
+tnt_data_preprocessor = dict(mean=[127.5] * 3, std=[127.5] * 3)
+
+# AdamW lr 1e-4 (total batch 16), weight decay 0.05, layer-wise lr decay 0.7 (ViTDet's rate
+# for 12-block ViTs): the pyramid, neck and heads train at the full lr, block 12 at 0.7x, each
+# earlier block at 0.7x the next, the embeddings lowest; norms, biases, position embeddings
+# and the class token get no weight decay.
+tnt_optim_wrapper = dict(
+    _delete_=True,  # replaces the SGD of mmdet's schedule bases
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    constructor='tnt_backbone.LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.7))

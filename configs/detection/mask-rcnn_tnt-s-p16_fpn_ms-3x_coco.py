@@ -1,0 +1,13 @@
+# Mask R-CNN with a TNT-S/16 backbone, FPN, 3x with multi-scale training: mmdet's standard
+# ms-3x recipe (shorter side in [640, 800], the train set repeated 3 times over 12 epochs).
+# Backbone, normalisation and optimizer: configs/_base_/tnt-s-p16_detection.py.
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::common/ms-poly_3x_coco-instance.py',
+    '../_base_/tnt-s-p16_detection.py',
+]
+model = dict(
+    data_preprocessor={{_base_.tnt_data_preprocessor}},
+    backbone={{_base_.tnt_backbone}},
+    neck=dict(in_channels=[384] * 4))
+optim_wrapper = {{_base_.tnt_optim_wrapper}}

@@ -1,0 +1,58 @@
+"""Shared fixtures: the repository root, scripts under tools/ as modules, generated data."""
+import importlib.util
+import os.path as osp
+import sys
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _load_tool(relpath):
+    """Imports ``tools/<relpath>`` (a script, not a package) as a module.
+
+    Its folder goes on ``sys.path`` first, as when the script runs, so sibling imports work.
+    """
+    path = osp.join(REPO_ROOT, 'tools', relpath)
+    folder = osp.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = 'tools_' + relpath[:-len('.py')].replace('/', '_')
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """``load_tool('data/make_toy_coco.py')`` -> that script as a module."""
+    return _load_tool
+
+
+@pytest.fixture(scope='session')
+def toy_coco(tmp_path_factory):
+    """``toy_coco(num_train, num_val, size, seed=0)`` -> folder of a generated toy COCO set.
+
+    Generated once per distinct arguments and session; treat it as read-only (copy it to
+    corrupt it).
+    """
+    make = _load_tool('data/make_toy_coco.py').make_toy_coco
+    made = {}
+
+    def get(num_train, num_val, size, seed=0):
+        key = (num_train, num_val, size, seed)
+        if key not in made:
+            out = tmp_path_factory.mktemp('toy_coco')
+            make(str(out), num_train=num_train, num_val=num_val, size=size, seed=seed)
+            made[key] = str(out)
+        return made[key]
+
+    return get

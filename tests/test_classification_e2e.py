@@ -1,0 +1,101 @@
+"""End to end on the generated toy ImageNet: training learns, resume continues where it
+stopped, and the runner's checkpoint initialises a TNT backbone with the trained weights."""
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+import tnt_backbone  # noqa: F401
+from tnt_backbone.engine import safe_torch_load
+from tnt_backbone.registry import MODELS
+
+pytestmark = pytest.mark.slow
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+EPOCHS = 6  # the toy config's 10, shortened for CI time (about 70 % top-1 instead of 80 %)
+
+
+class Record(Hook):
+    """Keeps the training losses, and the epoch, iteration and optimizer state at start."""
+
+    def __init__(self):
+        self.losses = []
+
+    def before_train(self, runner):
+        self.start = (runner.epoch, runner.iter)
+        self.optimizer = runner.optim_wrapper.optimizer.state_dict()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.losses.append(outputs['loss'].item())
+
+
+def toy_config(data_root, work_dir):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'classification', 'tnt-ti-p16_toy.py'))
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = data_root
+    cfg.train_cfg.update(max_epochs=EPOCHS, val_interval=EPOCHS)
+    cfg.param_scheduler[1].end = EPOCHS
+    cfg.work_dir = work_dir
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def trained(load_tool, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('toy')
+    make = load_tool('data/make_toy_imagenet.py').make_toy_imagenet
+    data_root = make(str(tmp / 'data'), num_val=20)
+    cfg = toy_config(data_root, str(tmp / 'run'))
+    runner = Runner.from_cfg(cfg)
+    record = Record()
+    runner.register_hook(record)
+    runner.train()
+    return dict(data_root=data_root, work_dir=cfg.work_dir, losses=record.losses,
+                iters_per_epoch=len(runner.train_dataloader),
+                metrics=runner.val_loop.run(), tmp=tmp)
+
+
+def test_toy_training_learns(trained):
+    per_epoch = np.array(trained['losses']).reshape(EPOCHS, -1).mean(1)
+    assert per_epoch[-1] < 0.75 * per_epoch[0], per_epoch
+    assert trained['metrics']['accuracy/top1'] >= 55, trained['metrics']  # chance: 20 %
+
+
+def test_resume_continues_epoch_and_optimizer_state(trained):
+    last = osp.join(trained['work_dir'], f'epoch_{EPOCHS - 1}.pth')
+    cfg = toy_config(trained['data_root'], str(trained['tmp'] / 'resumed'))
+    cfg.update(resume=True, load_from=last)
+    runner = Runner.from_cfg(cfg)
+    record = Record()
+    runner.register_hook(record)
+    runner.train()
+    assert record.start == (EPOCHS - 1, (EPOCHS - 1) * trained['iters_per_epoch'])
+    assert len(record.losses) == trained['iters_per_epoch']  # only the last epoch ran
+    saved = safe_torch_load(last)['optimizer']
+    assert [g['lr'] for g in record.optimizer['param_groups']] == \
+        [g['lr'] for g in saved['param_groups']]
+    assert saved['state'].keys() == record.optimizer['state'].keys()
+    for i, state in saved['state'].items():
+        for k in ('step', 'exp_avg', 'exp_avg_sq'):
+            assert torch.equal(torch.as_tensor(state[k]),
+                               torch.as_tensor(record.optimizer['state'][i][k]))
+
+
+@pytest.mark.parametrize('out_type', ['cls_token', 'pyramid'])
+def test_checkpoint_initialises_a_tnt_backbone(trained, out_type):
+    ckpt = osp.join(trained['work_dir'], f'epoch_{EPOCHS}.pth')
+    init_default_scope('tnt_backbone')
+    out_indices = dict(cls_token=(-1, ), pyramid=(2, 5, 8, 11))[out_type]
+    backbone = MODELS.build(dict(type='TNT', arch='tiny', img_size=64, out_type=out_type,
+                                 out_indices=out_indices,
+                                 init_cfg=dict(type='Pretrained', checkpoint=ckpt)))
+    backbone.init_weights()
+    saved = {k[len('backbone.'):]: v for k, v in safe_torch_load(ckpt)['state_dict'].items()
+             if k.startswith('backbone.')}
+    own = backbone.state_dict()
+    assert len(saved) > 100 and set(saved) <= set(own)
+    for k, v in saved.items():
+        assert torch.equal(own[k], v), k

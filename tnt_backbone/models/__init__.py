@@ -1,0 +1,5 @@
+from . import classifiers  # noqa: F401
+from . import decode_heads  # noqa: F401
+from .backbones import TNT
+
+__all__ = ['TNT']
