@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tnt_backbone.checkpoint import convert_tnt_checkpoint
 from tnt_backbone.models import TNT
 
-FIXTURES = torch.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'tnt_reference.pth'),
+FIXTURES = torch.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'tnt_reference.pt'),
                       weights_only=True)
 A = FIXTURES['arch']
 ARCH = dict(inner_dim=A['inner_dim'], outer_dim=A['embed_dim'], depth=A['depth'],

@@ -1,4 +1,4 @@
-"""Writes tests/fixtures/tnt_reference.pth: small TNTs from the reference implementations.
+"""Writes tests/fixtures/tnt_reference.pt: small TNTs from the reference implementations.
 
 Developer tool, run once; the tests then need neither timm nor mmpretrain. The reference
 packages cannot be imported here in the usual way (torchvision has no CPU build), so this runs
@@ -83,7 +83,7 @@ def mmpretrain_entry(seed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default='tests/fixtures/tnt_reference.pth')
+    parser.add_argument('--out', default='tests/fixtures/tnt_reference.pt')
     args = parser.parse_args()
     v2, legacy = timm_entry(False, 0), timm_entry(True, 10)
     ref = timm_tnt.TNT(img_size=IMG, num_classes=5, **ARCH)
