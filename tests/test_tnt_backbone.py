@@ -258,3 +258,12 @@ def test_memory_saving_mlp_matches_plain_autograd():
     params = [x, *mlp.parameters()]
     torch.testing.assert_close(torch.autograd.grad((out * weights).sum(), params),
                                torch.autograd.grad((expect * weights).sum(), params))
+
+
+@pytest.mark.parametrize('words', [False, True])
+def test_every_pyramid_parameter_gets_a_gradient(words):
+    """Distributed training rejects parameters without gradient."""
+    model = TNT(arch=SMALL_ARCH, stride4_from_words=words).train()
+    x = torch.randn(2, 3, 32, 48)
+    sum((o * torch.randn_like(o)).sum() for o in model(x)).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []

@@ -138,13 +138,16 @@ class TNT(BaseModule):
         self.norm = nn.LayerNorm(self.embed_dims) if final_norm and out_type == 'cls_token' \
             else nn.Identity()
 
+        self.word_map = WordMap(self.inner_dim, pyramid_channels or self.embed_dims,
+                                words_per_side) \
+            if out_type == 'pyramid' and stride4_from_words else None
         if out_type != 'cls_token':
             # One norm per dense output, as Swin does: the token scales differ across depth.
+            # A word-map level has its own norm, and an unused one would stall DDP.
             self.out_norms = nn.ModuleList(
-                nn.LayerNorm(self.embed_dims) for _ in self.out_indices)
+                nn.Identity() if i == 0 and self.word_map is not None
+                else nn.LayerNorm(self.embed_dims) for i in range(len(self.out_indices)))
         if out_type == 'pyramid':
-            self.word_map = WordMap(self.inner_dim, pyramid_channels or self.embed_dims,
-                                    words_per_side) if stride4_from_words else None
             self.pyramid = SimplePyramid(self.embed_dims, pyramid_channels, pyramid_norm_cfg,
                                          stride4_from_words)
         self._freeze_stages()
@@ -272,7 +275,7 @@ class TNT(BaseModule):
         """x: (B, C, H, W) float. Returns a tuple by ``out_type`` (see the class docstring)."""
         words, sentences, hw_shape = self.embed(x)
         B = sentences.shape[0]
-        outs, first_words = [], None
+        outs = []
         for i, block in enumerate(self.blocks[:max(self.out_indices) + 1]):
             words, sentences = self._run_block(block, words, sentences, hw_shape)
             if i not in self.out_indices:
@@ -280,13 +283,11 @@ class TNT(BaseModule):
             if self.out_type == 'cls_token':
                 outs.append(self.norm(sentences)[:, 0] if i == self.num_layers - 1
                             else sentences[:, 0])
-                continue
-            if first_words is None:
-                first_words = words
-            norm = self.out_norms[len(outs)]
-            outs.append(norm(sentences[:, 1:]).transpose(1, 2).reshape(B, -1, *hw_shape))
+            elif not outs and self.word_map is not None:
+                outs.append(self.word_map(words, hw_shape))
+            else:
+                norm = self.out_norms[len(outs)]
+                outs.append(norm(sentences[:, 1:]).transpose(1, 2).reshape(B, -1, *hw_shape))
         if self.out_type == 'pyramid':
-            if self.word_map is not None:
-                outs[0] = self.word_map(first_words, hw_shape)
             outs = self.pyramid(outs)
         return tuple(outs)
