@@ -98,6 +98,9 @@ def test_config_train_step_and_predict(path):
     for name in ('pixel_embed', 'blocks.0.', 'blocks.11.'):  # gradients reach every depth
         grads = [p.grad for n, p in model.backbone.named_parameters() if n.startswith(name)]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+    if not cfg.get('find_unused_parameters'):  # else distributed training stops at iteration 2
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not unused, f'set find_unused_parameters = True or drop these: {unused}'
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     optim_wrapper.step()
 

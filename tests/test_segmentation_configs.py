@@ -21,7 +21,7 @@ from mmengine.registry import MODELS, TRANSFORMS, init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-import tnt_backbone  # noqa: F401
+from tnt_backbone.models import TNT
 
 from conftest import REPO_ROOT
 
@@ -118,6 +118,22 @@ def test_config_train_step_and_predict(path):
             out = model.test_step(make_batch(ODD_HW, num_classes(cfg), n=1))
         assert out[0].pred_sem_seg.shape == ODD_HW, test_cfg
         assert out[0].seg_logits.data.shape == (num_classes(cfg), *ODD_HW), test_cfg
+
+
+def test_pretrained_224_grid_is_resized_to_32x32_at_load(tmp_path):
+    """The ADE20K configs load an ImageNet (224 px: 14x14 grid) checkpoint through init_cfg."""
+    src = TNT(arch='tiny', img_size=224, out_type='cls_token', out_indices=(-1, ))
+    src.init_weights()
+    ckpt = tmp_path / 'tnt-ti-p16_in1k.pth'
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in src.state_dict().items()}), ckpt)
+    cfg = load(osp.join(REPO_ROOT, 'configs', 'segmentation',
+                        'upernet_tnt-ti-p16_8xb2-160k_ade20k-512x512.py'))
+    cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert model.backbone.patch_pos.shape == (1, 1 + 32 * 32, 192)
+    assert torch.equal(model.backbone.blocks[7].outer.mlp.fc2.weight,
+                       src.blocks[7].outer.mlp.fc2.weight)
 
 
 def _label_batch(cfg, label):

@@ -12,3 +12,6 @@ model = dict(
     backbone={{_base_.tnt_backbone}},
     neck=dict(in_channels=[384] * 4))
 optim_wrapper = {{_base_.tnt_optim_wrapper}}
+# The FPN starts at stride 8, so the backbone's stride-4 level (its x4 upsampler and first
+# output norm) gets no gradient; distributed training must be told.
+find_unused_parameters = True
