@@ -20,6 +20,13 @@ tnt_backbone = dict(
 # DetDataPreprocessor, which converts BGR to RGB)
 tnt_data_preprocessor = dict(mean=[127.5] * 3, std=[127.5] * 3)
 
+# What the FPN-style configs set in `model`: normalisation, backbone, and the neck's input
+# widths (four D = 384 maps). Merged into the mmdet model base like an inline dict.
+tnt_model = dict(
+    data_preprocessor=tnt_data_preprocessor,
+    backbone=tnt_backbone,
+    neck=dict(in_channels=[384] * 4))
+
 # AdamW lr 1e-4 (total batch 16), weight decay 0.05, layer-wise lr decay 0.7 (ViTDet's rate
 # for 12-block ViTs): the pyramid, neck and heads train at the full lr, block 12 at 0.7x, each
 # earlier block at 0.7x the next, the embeddings lowest; norms, biases, position embeddings

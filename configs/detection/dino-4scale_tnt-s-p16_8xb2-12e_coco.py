@@ -7,10 +7,7 @@ _base_ = [
     'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
     '../_base_/tnt-s-p16_detection.py',
 ]
-model = dict(
-    data_preprocessor={{_base_.tnt_data_preprocessor}},
-    backbone={{_base_.tnt_backbone}},
-    neck=dict(in_channels=[384] * 4))
+model = {{_base_.tnt_model}}
 optim_wrapper = dict(
     constructor='tnt_backbone.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(_delete_=True, layer_decay_rate=0.7))

@@ -6,8 +6,5 @@ _base_ = [
     'mmdet::common/ms-poly_3x_coco-instance.py',
     '../_base_/tnt-s-p16_detection.py',
 ]
-model = dict(
-    data_preprocessor={{_base_.tnt_data_preprocessor}},
-    backbone={{_base_.tnt_backbone}},
-    neck=dict(in_channels=[384] * 4))
+model = {{_base_.tnt_model}}
 optim_wrapper = {{_base_.tnt_optim_wrapper}}

@@ -7,10 +7,7 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
     '../_base_/tnt-s-p16_detection.py',
 ]
-model = dict(
-    data_preprocessor={{_base_.tnt_data_preprocessor}},
-    backbone={{_base_.tnt_backbone}},
-    neck=dict(in_channels=[384] * 4))
+model = {{_base_.tnt_model}}
 optim_wrapper = {{_base_.tnt_optim_wrapper}}
 # The FPN starts at stride 8, so the backbone's stride-4 level (its x4 upsampler and first
 # output norm) gets no gradient; distributed training must be told.

@@ -3,9 +3,8 @@
 # the last block's stride-16 map; their attention maps are decoded into masks by a small CNN.
 _base_ = [
     'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_40k.py'
+    'mmseg::_base_/schedules/schedule_40k.py', '../_base_/tnt-s-p16_ade20k.py'
 ]
-custom_imports = dict(imports=['tnt_backbone'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
@@ -44,16 +43,11 @@ model = dict(
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+    test_cfg={{_base_.tnt_test_cfg}})
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='tnt_backbone.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.65))
+optim_wrapper = {{_base_.tnt_optim_wrapper}}
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    {{_base_.tnt_warmup}},
     dict(type='PolyLR', eta_min=0., power=1., by_epoch=False, begin=1500, end=40000),
 ]
 

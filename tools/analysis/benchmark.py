@@ -7,6 +7,7 @@ process and the growth of its peak RSS over the loaded-model baseline is reporte
     python tools/analysis/benchmark.py --arch small --size 224 --batch 8 --mode train
     python tools/analysis/benchmark.py --size 512 --batch 2 --mode train --memory \
         --timm-path /tmp/ref:../shared/reference
+    python tools/analysis/benchmark.py --dtype bf16 --timm-dtype fp32 --timm-path ...
 
 ``--timm-path`` is where timm (and, because torchvision has no CPU build here, the torchvision
 stub ``tvstub``) can be imported from; without it only tnt_backbone is measured.
@@ -46,9 +47,14 @@ def build(impl, args):
     return model
 
 
-def step_fn(model, args):
+def autocast_dtype(impl, args):
+    """None (fp32) or torch.bfloat16: ``--timm-dtype`` for timm, else ``--dtype``."""
+    name = args.timm_dtype if impl == 'timm' and args.timm_dtype else args.dtype
+    return torch.bfloat16 if name == 'bf16' else None
+
+
+def step_fn(model, args, dtype=None):
     x = torch.randn(args.batch, 3, args.size, args.size)
-    dtype = torch.bfloat16 if args.dtype == 'bf16' else None
 
     def total(out):
         out = out if isinstance(out, (tuple, list)) else (out,)
@@ -68,7 +74,7 @@ def step_fn(model, args):
 
 
 def time_side_by_side(impls, args):
-    steps = {i: step_fn(build(i, args), args) for i in impls}
+    steps = {i: step_fn(build(i, args), args, autocast_dtype(i, args)) for i in impls}
     for _ in range(args.warmup):
         for s in steps.values():
             s()
@@ -81,8 +87,21 @@ def time_side_by_side(impls, args):
     return {i: args.batch / statistics.median(t) for i, t in times.items()}
 
 
+def bf16_cosine(args):
+    """Smallest per-image cosine similarity of our outputs under bf16 autocast vs fp32."""
+    torch.manual_seed(0)
+    model = build('ours', args).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    with torch.inference_mode():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    return min(torch.cosine_similarity(a.flatten(1), b.float().flatten(1)).min().item()
+               for a, b in zip(ref, low))
+
+
 def peak_memory_child(impl, args):
-    step = step_fn(build(impl, args), args)
+    step = step_fn(build(impl, args), args, autocast_dtype(impl, args))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(2):
         step()
@@ -104,6 +123,8 @@ def parse_args(argv):
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--mode', default='infer', choices=['infer', 'train'])
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
+    parser.add_argument('--timm-dtype', choices=['fp32', 'bf16'],
+                        help='autocast dtype of the timm reference (default: --dtype)')
     parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'pyramid'])
     parser.add_argument('--window-size', type=int, default=0)
     parser.add_argument('--compile', action='store_true', help='torch.compile both models')
@@ -139,6 +160,8 @@ def main(argv=None):
     if 'timm' in speed:
         print(f'speed-up vs timm: {speed["ours"] / speed["timm"]:.2f}x' + (
             f', memory ratio: {mem["ours"] / mem["timm"]:.2f}' if mem else ''))
+    if args.dtype == 'bf16':
+        print(f'bf16 vs fp32 outputs (ours): min cosine similarity {bf16_cosine(args):.6f}')
 
 
 if __name__ == '__main__':

@@ -12,33 +12,15 @@
 Each step prints the command it runs, so it can be repeated by hand.
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
-import shlex
-import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from common import ROOT, ensure_data, print_summary, train_and_evaluate
+
 CONFIG = 'configs/classification/tnt-ti-p16_toy.py'
 DATA_ROOT = 'data/toy_imagenet'  # the config's data_root
-
-
-def run(cmd):
-    print(f'\n$ {shlex.join(cmd)}', flush=True)
-    subprocess.run([sys.executable] + cmd[1:], check=True, cwd=ROOT)
-
-
-def evaluate(checkpoint, work_dir):
-    """tools/test.py in this process, to get its metrics dict back."""
-    cmd = ['python', 'tools/test.py', CONFIG, checkpoint, '--work-dir', work_dir]
-    print(f'\n$ {shlex.join(cmd)}', flush=True)
-    sys.path.insert(0, osp.join(ROOT, 'tools'))  # test.py imports its sibling train.py
-    spec = importlib.util.spec_from_file_location('tnt_test_tool', 'tools/test.py')
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
-    return test_tool.main(cmd[2:])
 
 
 def hand_off(checkpoint):
@@ -70,23 +52,17 @@ def main():
     args = parser.parse_args()
     os.chdir(ROOT)
     start = time.time()
-    if osp.isfile(osp.join(DATA_ROOT, 'meta', 'val.txt')):
-        print(f'Toy ImageNet found in {DATA_ROOT} (delete it to regenerate).')
-    else:
-        run(['python', 'tools/data/make_toy_imagenet.py', '--out', DATA_ROOT])
-    run(['python', 'tools/train.py', CONFIG, '--work-dir', args.work_dir, '--resume'])
-    with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    metrics = evaluate(checkpoint, args.work_dir)
+    ensure_data('make_toy_imagenet.py', DATA_ROOT,
+                osp.isfile(osp.join(DATA_ROOT, 'meta', 'val.txt')))
+    checkpoint, metrics = train_and_evaluate(CONFIG, args.work_dir)
     equal, shared = hand_off(checkpoint)
 
-    print('\n' + '=' * 72)
-    print(f'Toy ImageNet val set, TNT-Ti/16 from scratch ({time.time() - start:.0f} s):')
-    print(f'  top-1 {metrics["accuracy/top1"]:.1f} %   (5 classes: chance is 20 %)')
-    print(f'  checkpoint {checkpoint}')
-    print(f"  TNT(out_type='pyramid', init_cfg=dict(type='Pretrained', checkpoint=...)): "
-          f'{equal}/{shared} tensors equal to the classifier\'s')
-    print('=' * 72)
+    print_summary([
+        f'Toy ImageNet val set, TNT-Ti/16 from scratch ({time.time() - start:.0f} s):',
+        f'  top-1 {metrics["accuracy/top1"]:.1f} %   (5 classes: chance is 20 %)',
+        f'  checkpoint {checkpoint}',
+        f"  TNT(out_type='pyramid', init_cfg=dict(type='Pretrained', checkpoint=...)): "
+        f'{equal}/{shared} tensors equal to the classifier\'s'])
     if not shared or equal != shared:
         sys.exit('the backbone did not receive the checkpoint\'s weights')
 

@@ -12,45 +12,18 @@ Each step prints the command it runs, so it can be repeated by hand.
 """
 import argparse
 import glob
-import importlib.util
 import os
 import os.path as osp
-import shlex
-import subprocess
-import sys
 import time
 
 import cv2
 import numpy as np
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from common import ROOT, ensure_data, print_summary, train_and_evaluate
+
 CONFIG = 'configs/segmentation/upernet_tnt-ti-p16_toy-ade20k-128x128.py'
 DATA_ROOT = 'data/toy_ade20k'  # the config's data_root
 NUM_CLASSES = 4  # ground, disc, box, stripes
-
-
-def run(cmd):
-    print(f'\n$ {shlex.join(cmd)}', flush=True)
-    subprocess.run([sys.executable] + cmd[1:] if cmd[0] == 'python' else cmd, check=True,
-                   cwd=ROOT)
-
-
-def final_checkpoint(work_dir):
-    """The checkpoint mmengine recorded last (``last_checkpoint`` holds its path)."""
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        return f.read().strip()
-
-
-def evaluate(checkpoint, work_dir, show_dir):
-    """tools/test.py in this process, to get its metrics dict back."""
-    cmd = ['python', 'tools/test.py', CONFIG, checkpoint, '--work-dir', work_dir,
-           '--show-dir', show_dir]
-    print(f'\n$ {shlex.join(cmd)}', flush=True)
-    sys.path.insert(0, osp.join(ROOT, 'tools'))  # test.py imports its sibling train.py
-    spec = importlib.util.spec_from_file_location('tnt_test_tool', 'tools/test.py')
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
-    return test_tool.main(cmd[2:])
 
 
 def all_ground_miou(data_root, num_classes):
@@ -73,24 +46,20 @@ def main():
     args = parse_args()
     os.chdir(ROOT)
     start = time.time()
-    if glob.glob(osp.join(DATA_ROOT, 'annotations', 'validation', '*.png')):
-        print(f'Toy dataset found in {DATA_ROOT} (delete it to regenerate).')
-    else:
-        run(['python', 'tools/data/make_toy_ade20k.py', '--out', DATA_ROOT])
-    run(['python', 'tools/train.py', CONFIG, '--work-dir', args.work_dir, '--resume'])
+    ensure_data('make_toy_ade20k.py', DATA_ROOT,
+                glob.glob(osp.join(DATA_ROOT, 'annotations', 'validation', '*.png')))
     show_dir = osp.join(args.work_dir, 'predictions')
-    metrics = evaluate(final_checkpoint(args.work_dir), args.work_dir, show_dir)
+    _, metrics = train_and_evaluate(CONFIG, args.work_dir, show_dir)
 
     pngs = glob.glob(osp.join(show_dir, 'vis_data', 'vis_image', '*.png'))
-    print('\n' + '=' * 72)
-    print(f'Toy ADE20K val set, UperNet TNT-Ti/16 from scratch ({time.time() - start:.0f} s):')
-    print(f'  mIoU {metrics["mIoU"]:.1f}   mAcc {metrics["mAcc"]:.1f}   '
-          f'aAcc {metrics["aAcc"]:.1f}   (predicting "ground" everywhere: mIoU '
-          f'{all_ground_miou(DATA_ROOT, NUM_CLASSES):.1f})')
-    print(f'  {len(pngs)} prediction images (ground truth | prediction) in '
-          f'{osp.dirname(pngs[0]) if pngs else show_dir}/')
-    print(f'  checkpoint and logs in {args.work_dir}/')
-    print('=' * 72)
+    print_summary([
+        f'Toy ADE20K val set, UperNet TNT-Ti/16 from scratch ({time.time() - start:.0f} s):',
+        f'  mIoU {metrics["mIoU"]:.1f}   mAcc {metrics["mAcc"]:.1f}   aAcc {metrics["aAcc"]:.1f}'
+        f'   (predicting "ground" everywhere: mIoU '
+        f'{all_ground_miou(DATA_ROOT, NUM_CLASSES):.1f})',
+        f'  {len(pngs)} prediction images (ground truth | prediction) in '
+        f'{osp.dirname(pngs[0]) if pngs else show_dir}/',
+        f'  checkpoint and logs in {args.work_dir}/'])
 
 
 if __name__ == '__main__':

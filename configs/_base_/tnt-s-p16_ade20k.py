@@ -1,0 +1,30 @@
+# Shared TNT-S/16 settings of the ADE20K configs (512x512 crops, 8 GPUs x 2 images). Like
+# tnt-s-p16_detection.py it only defines new names (mmengine forbids two bases defining the
+# same key); a config lists it last in `_base_` and picks them with `{{_base_.tnt_backbone}}` etc.
+custom_imports = dict(imports=['tnt_backbone'], allow_failed_imports=False)
+
+# The ImageNet checkpoint's 14x14 position grid (224 px) is resized once, at load, to the 32x32
+# grid of a 512 crop (img_size=512) and fine-tuned there, as mmseg does for ViT/BEiT. Dense
+# outputs: the paper's 4-level pyramid (blocks 3/6/9/12 at strides 4/8/16/32).
+tnt_data_preprocessor = dict(size=(512, 512), mean=[127.5] * 3, std=[127.5] * 3)
+tnt_backbone = dict(
+    _delete_=True,  # replaces the ResNet of mmseg's model bases
+    type='tnt_backbone.TNT',
+    arch='small',
+    img_size=512,
+    out_indices=(2, 5, 8, 11),
+    out_type='pyramid',
+    drop_path_rate=0.1,
+    init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth'))
+tnt_test_cfg = dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+
+# AdamW lr 1e-4, weight decay 0.05 (none on norms, biases, position embeddings, class token),
+# layer-wise lr decay 0.65 (BEiT's ADE20K rate), 1500 linear warm-up iterations; a config
+# follows the warm-up with its own PolyLR to the end of its schedule.
+tnt_optim_wrapper = dict(
+    _delete_=True,  # replaces the SGD of mmseg's schedule bases
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    constructor='tnt_backbone.LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.65))
+tnt_warmup = dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500)
