@@ -1,11 +1,13 @@
 """End to end on the generated toy ImageNet: training learns, resume continues where it
-stopped, and the runner's checkpoint initialises a TNT backbone with the trained weights."""
+stopped, and the runner's checkpoint initialises a TNT backbone and the toy detector with the
+trained weights."""
 import copy
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
@@ -85,22 +87,43 @@ def test_resume_continues_epoch_and_optimizer_state(trained):
                                torch.as_tensor(record.optimizer['state'][i][k]))
 
 
-@pytest.mark.parametrize('out_type', ['cls_token', 'pyramid'])
-def test_checkpoint_initialises_a_tnt_backbone(trained, out_type):
+def backbone_weights(checkpoint):
+    return {k[len('backbone.'):]: v for k, v in safe_torch_load(checkpoint)['state_dict'].items()
+            if k.startswith('backbone.')}
+
+
+def test_checkpoint_initialises_a_tnt_classifier_backbone(trained):
     ckpt = osp.join(trained['work_dir'], f'epoch_{EPOCHS}.pth')
     init_default_scope('tnt_backbone')
-    out_indices = dict(cls_token=(-1, ), pyramid=(2, 5, 8, 11))[out_type]
-    backbone = MODELS.build(dict(type='TNT', arch='tiny', img_size=64, out_type=out_type,
-                                 out_indices=out_indices,
+    backbone = MODELS.build(dict(type='TNT', arch='tiny', img_size=64, out_type='cls_token',
                                  init_cfg=dict(type='Pretrained', checkpoint=ckpt)))
     backbone.init_weights()
-    saved = {k[len('backbone.'):]: v for k, v in safe_torch_load(ckpt)['state_dict'].items()
-             if k.startswith('backbone.')}
-    own = backbone.state_dict()
+    saved, own = backbone_weights(ckpt), backbone.state_dict()
+    assert len(saved) > 300 and saved.keys() == own.keys()
+    for k, v in saved.items():
+        assert torch.equal(own[k], v), k
+
+
+def test_checkpoint_initialises_the_toy_detector(trained):
+    """The classifier's checkpoint as ``init_cfg`` of the toy Mask R-CNN's backbone (224-px
+    position grid, dense pyramid with the visual-word stride-4 level)."""
+    ckpt = osp.join(trained['work_dir'], f'epoch_{EPOCHS}.pth')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'detection', 'mask-rcnn_tnt-ti-p16_fpn_toy.py'))
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=ckpt)
+    init_default_scope(cfg.default_scope)
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    saved, own = backbone_weights(ckpt), detector.backbone.state_dict()
     shared = set(saved) & set(own)
     assert len(shared) > 300
-    for k in shared:
+    for k in shared - {'patch_pos'}:
         assert torch.equal(own[k], saved[k]), k
+    # the 64-px classifier's 4x4 sentence grid, resized bicubically to the detector's 14x14
+    cls_pos, grid = saved['patch_pos'][:, :1], saved['patch_pos'][:, 1:]
+    grid = F.interpolate(grid.reshape(1, 4, 4, -1).permute(0, 3, 1, 2), size=(14, 14),
+                         mode='bicubic', align_corners=False)
+    torch.testing.assert_close(own['patch_pos'],
+                               torch.cat([cls_pos, grid.flatten(2).transpose(1, 2)], dim=1))
     # only the dense-output modules are new, only the classifier's final norm is left out
-    assert all(k.startswith(('out_norms.', 'pyramid.')) for k in set(own) - shared)
-    assert set(saved) - shared <= {'norm.weight', 'norm.bias'}
+    assert all(k.startswith(('out_norms.', 'pyramid.', 'word_map.')) for k in set(own) - shared)
+    assert set(saved) - shared == {'norm.weight', 'norm.bias'}

@@ -14,7 +14,6 @@ stub ``tvstub``) can be imported from; without it only tnt_backbone is measured.
 """
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -100,13 +99,19 @@ def bf16_cosine(args):
                for a, b in zip(ref, low))
 
 
+def peak_rss_mib():
+    """This process's peak resident set. (Not ``ru_maxrss``: Linux carries that over exec
+    from the parent, whose peak after the timing runs would hide the child's.)"""
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
+
+
 def peak_memory_child(impl, args):
     step = step_fn(build(impl, args), args, autocast_dtype(impl, args))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_mib()
     for _ in range(2):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({'peak_mib': (peak - base) / 1024}))
+    print(json.dumps({'peak_mib': peak_rss_mib() - base}))
 
 
 def peak_memory(impl, argv):
@@ -153,7 +158,7 @@ def main(argv=None):
     speed = time_side_by_side(impls, args)
     mem = {i: peak_memory(i, argv) for i in impls} if args.memory else {}
     for i in impls:
-        line = f'{i:>5}: {speed[i]:8.2f} img/s'
+        line = f'{i:>5}: {speed[i]:8.3f} img/s'
         if i in mem:
             line += f'  peak +{mem[i]:8.1f} MiB'
         print(line)

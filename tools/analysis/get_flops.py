@@ -19,10 +19,16 @@ def sdpa_flop(inputs, outputs):
 
 
 def count(model, inputs):
+    """(multiply-accumulates, parameters) of ``model(*inputs)``.
+
+    Traced without autograd: with gradients on, the MLP's fused GELU-Linear is a custom
+    autograd function whose matmul the tracer cannot see.
+    """
     analyzer = FlopAnalyzer(model, inputs)
     analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop)
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return analyzer.total(), parameter_count(model)['']
+    with torch.no_grad():
+        return analyzer.total(), parameter_count(model)['']
 
 
 def backbone_model(args):
@@ -32,14 +38,28 @@ def backbone_model(args):
 
 
 class ConfigTensorModel(torch.nn.Module):
-    """Runs a detector/segmentor built from a config on a plain image tensor."""
+    """Runs a detector/segmentor built from a config on a plain (1, 3, H, W) image tensor.
 
-    def __init__(self, model):
+    Its ``_forward`` (the network without post-processing, as mmdet's and mmseg's own
+    get_flops count it) needs data samples that describe the image: made here.
+    """
+
+    def __init__(self, model, scope):
         super().__init__()
         self.model = model
+        self.scope = scope
 
     def forward(self, x):
-        return self.model._forward(x)
+        hw = tuple(x.shape[-2:])
+        if self.scope == 'mmseg':
+            from mmseg.structures import SegDataSample
+            sample = SegDataSample(metainfo=dict(img_shape=hw, ori_shape=hw, pad_shape=hw))
+        else:
+            from mmdet.structures import DetDataSample
+            sample = DetDataSample(metainfo=dict(
+                img_shape=hw, ori_shape=hw, pad_shape=hw, batch_input_shape=hw,
+                scale_factor=(1., 1.)))
+        return self.model._forward(x, [sample])
 
 
 def config_model(path):
@@ -49,8 +69,9 @@ def config_model(path):
     import tnt_backbone  # noqa: F401
     cfg = Config.fromfile(path)
     cfg.model.backbone.pop('init_cfg', None)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return ConfigTensorModel(MODELS.build(cfg.model)).eval()
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    return ConfigTensorModel(MODELS.build(cfg.model), scope).eval()
 
 
 def main():
@@ -62,8 +83,7 @@ def main():
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224])
     args = parser.parse_args()
     model = config_model(args.config) if args.config else backbone_model(args)
-    with torch.no_grad():
-        flops, params = count(model, (torch.randn(1, 3, *args.shape),))
+    flops, params = count(model, (torch.randn(1, 3, *args.shape),))
     what = args.config or f'TNT-{args.arch} ({args.layout}, {args.out_type})'
     print(f'{what} @ {args.shape[0]}x{args.shape[1]}: {params / 1e6:.2f} M params, '
           f'{flops / 1e9:.2f} GMACs')
