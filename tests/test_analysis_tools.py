@@ -46,3 +46,14 @@ def test_benchmark_reports_speed_and_peak_memory(load_tool, capsys):
     speed, peak = map(float, found.groups())
     # a TNT-Ti training step at 224 x 2 keeps far more than 10 MiB of activations
     assert speed > 0 and peak > 10
+
+
+@pytest.mark.parametrize('config', TOY_CONFIGS, ids=osp.basename)
+def test_train_iter_cost_of_a_whole_config(load_tool, capsys, config):
+    load_tool('analysis/train_iter_cost.py').main(
+        [config, '--shape', '96', '128', '--batch', '2', '--iters', '1'])
+    found = re.search(r'([\d.]+) s per training iteration, peak memory \+([\d.]+) GiB',
+                      capsys.readouterr().out)
+    assert found, 'no report line'
+    seconds, _ = map(float, found.groups())
+    assert seconds > 0

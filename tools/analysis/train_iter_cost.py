@@ -12,7 +12,6 @@ backward and the optimizer step. Reported: median seconds over ``--iters`` itera
 one warm-up, and the growth of the process's peak RSS over the built model's.
 """
 import argparse
-import resource
 import statistics
 import time
 
@@ -20,6 +19,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
+
+from benchmark import peak_rss_mib
 
 
 def detection_batch(batch, hw, num_classes):
@@ -48,7 +49,7 @@ def make_batch(cfg, batch, hw):
     return detection_batch(batch, hw, head.num_classes)
 
 
-def parse_args():
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
@@ -56,11 +57,11 @@ def parse_args():
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='config overrides, e.g. model.backbone.with_cp=True')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.default_scope)
@@ -70,7 +71,7 @@ def main():
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     batch = make_batch(cfg, args.batch, tuple(args.shape))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_mib()
 
     times = []
     for _ in range(args.iters + 1):
@@ -78,11 +79,11 @@ def main():
         losses = model(**model.data_preprocessor(batch, True), mode='loss')
         optim_wrapper.update_params(model.parse_losses(losses)[0])
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mib()
     print(f'{args.config}: {args.shape[0]}x{args.shape[1]}, batch {args.batch}, '
           f'{torch.get_num_threads()} threads')
     print(f'  {statistics.median(times[1:]):.1f} s per training iteration, '
-          f'peak memory +{(peak - base) / 1024 ** 2:.2f} GiB over the built model')
+          f'peak memory +{(peak - base) / 1024:.2f} GiB over the built model')
 
 
 if __name__ == '__main__':
