@@ -5,11 +5,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.registry import init_default_scope
 from mmengine.structures import BaseDataElement
 
 from tnt_backbone.evaluation import Accuracy, topk_accuracy
 from tnt_backbone.models.classifiers import (ClsDataPreprocessor, CutMix, ImageClassifier,
                                              LinearClsHead, Mixup, RandomBatchAugment)
+
+
+@pytest.fixture(autouse=True)
+def tnt_scope():
+    """The classifier builds its parts by unscoped names, under the default scope our
+    classification configs set (tests of other tasks leave theirs behind)."""
+    init_default_scope('tnt_backbone')
+
 
 TINY = dict(inner_dim=8, outer_dim=48, depth=2, inner_heads=2, outer_heads=2, mlp_ratio=2.)
 
