@@ -54,7 +54,11 @@ def build_model(cfg):
         for stage in train_cfg.rcnn if isinstance(train_cfg.rcnn, list) else [train_cfg.rcnn]:
             stage.sampler.num = 32
         train_cfg.rpn_proposal.max_per_img = 100
-    return MODELS.build(model_cfg)  # default init: no init_weights logging, same code paths
+    model = MODELS.build(model_cfg)
+    # as the Runner does: without it, DINO's heads start with logits in the hundreds and, for
+    # some seeds, pick invalid (infinite) encoder proposals whose matching cost is NaN
+    model.init_weights()
+    return model
 
 
 def num_classes(cfg):
