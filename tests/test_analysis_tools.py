@@ -19,10 +19,24 @@ def get_flops(load_tool):
 
 
 def test_backbone_flops_and_params_match_the_paper(get_flops):
-    model = get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='cls_token'))
-    flops, params = get_flops.count(model, (torch.randn(1, 3, 224, 224), ))
-    assert params == 23_383_584  # timm's tnt_s_patch16_224 without its head
+    model = get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='featmap'))
+    flops, _ = get_flops.count(model, (torch.randn(1, 3, 224, 224), ))
     assert flops / 1e9 == pytest.approx(5.2, abs=0.1)  # paper, Table 1: 5.2 G
+
+
+def test_class_token_output_skips_the_last_blocks_other_sentences(get_flops):
+    """Only the class token's query, projection and MLP run in the last outer transformer."""
+    image = (torch.randn(1, 3, 224, 224), )
+    full, _ = get_flops.count(
+        get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='featmap')), image)
+    model = get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='cls_token'))
+    flops, params = get_flops.count(model, image)
+    assert params == 23_383_584  # timm's tnt_s_patch16_224 without its head
+    D, N = 384, 196  # sentence dim, sentences besides the class token
+    skipped = N * (D * D + D * D + 2 * D * 4 * D)  # their q, proj, fc1 and fc2
+    skipped += 2 * N * (N + 1) * D  # their attention rows: q @ k^T and attn @ v
+    # what remains apart is LayerNorm: four output norms vs one final norm on one token
+    assert full - flops == pytest.approx(skipped, rel=0.01)
 
 
 @pytest.mark.parametrize('config', TOY_CONFIGS, ids=osp.basename)

@@ -265,19 +265,24 @@ class TNT(BaseModule):
         sentences = sentences + resize_pos_embed(self.patch_pos, self.pos_grid, hw_shape)
         return words, self.pos_drop(sentences), hw_shape
 
-    def _run_block(self, block, words, sentences, hw_shape):
+    def _run_block(self, block, words, sentences, hw_shape, cls_only):
         if self.with_cp and self.training and (words.requires_grad or sentences.requires_grad
                                                or torch.is_grad_enabled()):
-            return cp.checkpoint(block, words, sentences, hw_shape, use_reentrant=False)
-        return block(words, sentences, hw_shape)
+            return cp.checkpoint(block, words, sentences, hw_shape, cls_only,
+                                 use_reentrant=False)
+        return block(words, sentences, hw_shape, cls_only)
 
     def forward(self, x):
         """x: (B, C, H, W) float. Returns a tuple by ``out_type`` (see the class docstring)."""
         words, sentences, hw_shape = self.embed(x)
         B = sentences.shape[0]
         outs = []
-        for i, block in enumerate(self.blocks[:max(self.out_indices) + 1]):
-            words, sentences = self._run_block(block, words, sentences, hw_shape)
+        last = max(self.out_indices)
+        for i, block in enumerate(self.blocks[:last + 1]):
+            # Class-token outputs read nothing else of the last block run, so its outer
+            # transformer computes the class token alone (most of that block's FLOPs).
+            cls_only = self.out_type == 'cls_token' and i == last
+            words, sentences = self._run_block(block, words, sentences, hw_shape, cls_only)
             if i not in self.out_indices:
                 continue
             if self.out_type == 'cls_token':

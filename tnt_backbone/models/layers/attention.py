@@ -43,17 +43,31 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x, hw_shape=None):
-        """x: (B, N, C) -> (B, N, C). ``hw_shape`` is needed only for windowed attention."""
+    def forward(self, x, hw_shape=None, num_queries=None):
+        """x: (B, N, C) -> (B, N, C).
+
+        ``hw_shape`` is needed only for windowed attention. With ``num_queries`` (SDPA only),
+        only the first ``num_queries`` tokens query (globally) and the result is
+        (B, num_queries, C): when nothing reads the other tokens' outputs, their queries,
+        projections and attention rows are not computed.
+        """
         if not self.use_sdpa:
             return self._forward_short(x)
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if self.window_size > 0:
-            out = self._window_attend(q, k, v, hw_shape)
+        if num_queries is None:
+            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            out = self._window_attend(q, k, v, hw_shape) if self.window_size > 0 \
+                else self._sdpa(q, k, v)
         else:
+            bias = self.qkv.bias
+            q = F.linear(x[:, :num_queries], self.qkv.weight[:C],
+                         None if bias is None else bias[:C])
+            kv = F.linear(x, self.qkv.weight[C:], None if bias is None else bias[C:])
+            q = q.reshape(B, num_queries, self.num_heads, -1).transpose(1, 2)
+            k, v = kv.reshape(B, N, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
             out = self._sdpa(q, k, v)
+            N = num_queries
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
 
     def _sdpa(self, q, k, v, mask=None):

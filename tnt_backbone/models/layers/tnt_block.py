@@ -70,8 +70,11 @@ class TransformerLayer(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x, hw_shape=None):
-        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+    def forward(self, x, hw_shape=None, num_queries=None):
+        """x: (B, N, dim) -> (B, N, dim), or (B, num_queries, dim): the first tokens only
+        (see :class:`Attention`)."""
+        shortcut = x if num_queries is None else x[:, :num_queries]
+        x = shortcut + self.drop_path(self.attn(self.norm1(x), hw_shape, num_queries))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -103,12 +106,13 @@ class TNTBlock(nn.Module):
         self.outer = TransformerLayer(outer_dim, outer_heads, mlp_ratio, use_sdpa=True,
                                       window_size=window_size, **common)
 
-    def forward(self, words, sentences, hw_shape):
+    def forward(self, words, sentences, hw_shape, cls_only=False):
         """words: (B*N, n, c); sentences: (B, 1 + N, D), class token first; hw_shape: (Hp, Wp).
 
-        Returns the updated (words, sentences), same shapes.
+        Returns the updated (words, sentences), same shapes; with ``cls_only`` the sentences
+        returned are the class token only, (B, 1, D).
         """
         words = self.inner(words)
         update = self.bridge(words, sentences.shape[0])
         sentences = sentences + F.pad(update, (0, 0, 1, 0))  # class token gets no update
-        return words, self.outer(sentences, hw_shape)
+        return words, self.outer(sentences, hw_shape, 1 if cls_only else None)
