@@ -90,10 +90,12 @@ class Attention(nn.Module):
         if self.qkv.bias is not None:
             qkv = qkv + self.qkv.bias.view(3, h, hd).transpose(0, 1).reshape(3 * C, 1)
         q, k, v = qkv.view(B, h, 3, hd, N).unbind(2)  # each (B, h, hd, N)
-        attn = (q.transpose(-2, -1) @ k * self.scale).softmax(dim=-1)  # (B, h, N, N)
+        # Keys along rows, so that v @ attn needs no transpose and softmax's backward gets
+        # a contiguous gradient (it is 2-3x slower on a transposed one).
+        attn = (k.transpose(-2, -1) @ q * self.scale).softmax(dim=-2)  # (B, h, Nk, Nq)
         if self.training and self.attn_drop:
             attn = F.dropout(attn, self.attn_drop)
-        out = (v @ attn.transpose(-2, -1)).reshape(B, C, N)
+        out = (v @ attn).reshape(B, C, N)
         out = torch.matmul(self.proj.weight, out) + self.proj.bias.unsqueeze(-1)
         return self.proj_drop(out.transpose(1, 2))
 

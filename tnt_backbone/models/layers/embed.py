@@ -42,7 +42,10 @@ class PixelEmbed(nn.Module):
         if self.layout == 'v2':
             x = x.reshape(B, C, Hp, p, Wp, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, C, p, p)
             x = self.proj(x) + pixel_pos  # (B*N, c, w, w)
-            return x.flatten(2).transpose(1, 2)
+            # Copied to a (word, channel) layout: the residual adds would otherwise carry the
+            # transposed one through every block, where LayerNorm and its backward run 2-3x
+            # slower on it.
+            return x.flatten(2).transpose(1, 2).contiguous()
         x = self.proj(x)  # (B, c, H/stride, W/stride)
         c = x.shape[1]
         x = x.reshape(B, c, Hp, w, Wp, w).permute(0, 2, 4, 3, 5, 1).reshape(B * Hp * Wp, w * w, c)
