@@ -45,7 +45,9 @@ class TNT(BaseModule):
             ``'cls_token'``, else four evenly spaced blocks (``(2, 5, 8, 11)`` at depth 12).
         out_type (str): ``'pyramid'`` (four maps at strides 4, 8, 16, 32 from the four
             ``out_indices``), ``'featmap'`` ((B, D, Hp, Wp) per index) or ``'cls_token'``
-            ((B, D) per index, the last block's after the final norm). Defaults to ``'pyramid'``.
+            ((B, D) per index, the last block's after the final norm; the last output block
+            then updates the class token alone, since nothing reads its other sentences).
+            Defaults to ``'pyramid'``.
         pyramid_channels (int | None): Channels of every pyramid level; None keeps D.
         stride4_from_words (bool): Build the pyramid's stride-4 level from the first output
             block's visual words (its own H/4 x W/4 map of dim c, projected to the pyramid
