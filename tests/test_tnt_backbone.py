@@ -246,6 +246,26 @@ def test_short_sequence_attention_path_equals_sdpa_path(qkv_bias):
     torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('layout', ['v2', 'legacy'])
+def test_class_token_only_block_matches_the_full_block(layout):
+    """The last block of class-token outputs updates the class token alone: same values and
+    the same gradients as taking the class token of the full block."""
+    from tnt_backbone.models.layers.tnt_block import TNTBlock
+    torch.manual_seed(0)
+    block = TNTBlock(12, 48, 16, 2, 3, layout=layout, qkv_bias=True)
+    words = torch.randn(2 * 6, 16, 12, requires_grad=True)
+    sentences = torch.randn(2, 1 + 6, 48, requires_grad=True)
+    full = block(words, sentences, (2, 3))[1][:, :1]
+    only = block(words, sentences, (2, 3), cls_only=True)[1]
+    assert only.shape == (2, 1, 48)
+    torch.testing.assert_close(only, full)
+    weights = torch.randn_like(only)
+    params = [words, sentences, *block.parameters()]
+    torch.testing.assert_close(
+        torch.autograd.grad((only * weights).sum(), params, allow_unused=True),
+        torch.autograd.grad((full * weights).sum(), params, allow_unused=True))
+
+
 def test_memory_saving_mlp_matches_plain_autograd():
     from tnt_backbone.models.layers import Mlp
     torch.manual_seed(0)
