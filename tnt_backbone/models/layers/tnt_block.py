@@ -24,6 +24,9 @@ class GeluLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         h, weight = ctx.saved_tensors
+        # Under autocast the forward matmul ran in grad_out's dtype (e.g. bf16) while the
+        # weight is stored in fp32; backward runs outside autocast, so cast as it did.
+        weight = weight.to(grad_out.dtype)
         g = grad_out.reshape(-1, grad_out.shape[-1])
         act = F.gelu(h).reshape(-1, h.shape[-1])
         grad_h = torch.ops.aten.gelu_backward(grad_out @ weight, h)
