@@ -278,7 +278,9 @@ def test_trains_under_bf16_autocast(out_type):
         model.zero_grad()
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
             outs = model(x)
-        sum((o.float() * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        loss = sum((o.float() * torch.linspace(-1, 1, o.numel()).view_as(o)).sum()
+                   for o in outs)
+        loss.backward()
         assert all(p.grad is not None and p.grad.dtype == p.dtype for p in model.parameters())
         return torch.cat([p.grad.flatten() for p in model.parameters()]).double()
 

@@ -79,7 +79,8 @@ def main():
     parser.add_argument('--config', help='a model config; else a bare backbone')
     parser.add_argument('--arch', default='small')
     parser.add_argument('--layout', default='v2')
-    parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'featmap', 'pyramid'])
+    parser.add_argument('--out-type', default='cls_token',
+                        choices=['cls_token', 'featmap', 'pyramid'])
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224])
     args = parser.parse_args()
     model = config_model(args.config) if args.config else backbone_model(args)

@@ -67,8 +67,7 @@ class Attention(nn.Module):
             q = q.reshape(B, num_queries, self.num_heads, -1).transpose(1, 2)
             k, v = kv.reshape(B, N, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
             out = self._sdpa(q, k, v)
-            N = num_queries
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, -1, C)))
 
     def _sdpa(self, q, k, v, mask=None):
         """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd)."""
