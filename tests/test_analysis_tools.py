@@ -18,19 +18,25 @@ def get_flops(load_tool):
     return load_tool('analysis/get_flops.py')
 
 
-def test_backbone_flops_and_params_match_the_paper(get_flops):
-    model = get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='featmap'))
-    flops, _ = get_flops.count(model, (torch.randn(1, 3, 224, 224), ))
-    assert flops / 1e9 == pytest.approx(5.2, abs=0.1)  # paper, Table 1: 5.2 G
+def small_backbone_flops(get_flops, out_type):
+    model = get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type=out_type))
+    return get_flops.count(model, (torch.randn(1, 3, 224, 224), ))
 
 
-def test_class_token_output_skips_the_last_blocks_other_sentences(get_flops):
+@pytest.fixture(scope='module')
+def full_small_flops(get_flops):
+    """MACs of the whole TNT-S at 224 (every block on every sentence)."""
+    return small_backbone_flops(get_flops, 'featmap')[0]
+
+
+def test_backbone_flops_match_the_paper(full_small_flops):
+    assert full_small_flops / 1e9 == pytest.approx(5.2, abs=0.1)  # paper, Table 1: 5.2 G
+
+
+def test_class_token_output_skips_the_last_blocks_other_sentences(get_flops, full_small_flops):
     """Only the class token's query, projection and MLP run in the last outer transformer."""
-    image = (torch.randn(1, 3, 224, 224), )
-    full, _ = get_flops.count(
-        get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='featmap')), image)
-    model = get_flops.backbone_model(Namespace(arch='small', layout='v2', out_type='cls_token'))
-    flops, params = get_flops.count(model, image)
+    full = full_small_flops
+    flops, params = small_backbone_flops(get_flops, 'cls_token')
     assert params == 23_383_584  # timm's tnt_s_patch16_224 without its head
     D, N = 384, 196  # sentence dim, sentences besides the class token
     skipped = N * (D * D + D * D + 2 * D * 4 * D)  # their q, proj, fc1 and fc2

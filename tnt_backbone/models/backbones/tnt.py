@@ -282,7 +282,7 @@ class TNT(BaseModule):
         last = max(self.out_indices)
         for i, block in enumerate(self.blocks[:last + 1]):
             # Class-token outputs read nothing else of the last block run, so its outer
-            # transformer computes the class token alone (most of that block's FLOPs).
+            # transformer computes the class token alone (sparing most of that transformer).
             cls_only = self.out_type == 'cls_token' and i == last
             words, sentences = self._run_block(block, words, sentences, hw_shape, cls_only)
             if i not in self.out_indices:
