@@ -1,7 +1,9 @@
-"""Multi-head self-attention used by both the inner (word) and outer (sentence) transformers."""
+"""Multi-head self-attention of the outer (sentence) and inner (word) transformers."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from tnt_backbone.ops import word_attention
 
 
 class Attention(nn.Module):
@@ -16,27 +18,19 @@ class Attention(nn.Module):
         qkv_bias (bool): Bias on the qkv projection. Defaults to False.
         attn_drop (float): Dropout on attention weights. Defaults to 0.
         proj_drop (float): Dropout after the output projection. Defaults to 0.
-        use_sdpa (bool): Compute attention with
-            :func:`torch.nn.functional.scaled_dot_product_attention`. It pays off for long
-            sequences (no N x N matrix is kept for backward). For the inner transformer's 16
-            words with head dim 6 plain matmuls measure faster (see :meth:`_forward_short`).
-            Defaults to True.
-        window_size (int): If > 0 (SDPA only), tokens after the first (the class token) attend
+        window_size (int): If > 0, tokens after the first (the class token) attend
             only within non-overlapping ``window_size x window_size`` windows of their
             ``hw_shape`` grid (and to the class token), while the class token attends to every
             token. Defaults to 0 (global).
     """
 
     def __init__(self, dim, num_heads, qkv_bias=False, attn_drop=0., proj_drop=0.,
-                 use_sdpa=True, window_size=0):
+                 window_size=0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
-        if window_size and not use_sdpa:
-            raise ValueError('windowed attention needs use_sdpa=True')
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.use_sdpa = use_sdpa
         self.window_size = window_size
         self.attn_drop = attn_drop
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -46,13 +40,11 @@ class Attention(nn.Module):
     def forward(self, x, hw_shape=None, num_queries=None):
         """x: (B, N, C) -> (B, N, C).
 
-        ``hw_shape`` is needed only for windowed attention. With ``num_queries`` (SDPA only),
-        only the first ``num_queries`` tokens query (globally) and the result is
-        (B, num_queries, C): when nothing reads the other tokens' outputs, their queries,
-        projections and attention rows are not computed.
+        ``hw_shape`` is needed only for windowed attention. With ``num_queries``, only the first
+        ``num_queries`` tokens query (globally) and the result is (B, num_queries, C): when
+        nothing reads the other tokens' outputs, their queries, projections and attention rows
+        are not computed.
         """
-        if not self.use_sdpa:
-            return self._forward_short(x)
         B, N, C = x.shape
         if num_queries is None:
             qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
@@ -73,30 +65,6 @@ class Attention(nn.Module):
         """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd)."""
         drop = self.attn_drop if self.training else 0.
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-
-    def _forward_short(self, x):
-        """Matmul attention with tokens as the last axis: (B, N, C) -> (B, N, C).
-
-        The qkv rows are regrouped head-major, so ``W @ x^T`` gives each head's q, k and v as
-        (hd, N) blocks that the batched matmuls read through strides: unlike the usual
-        (B, N, heads, hd) layout, no intermediate needs a copy, which is most of the cost at
-        N = 16.
-        """
-        B, N, C = x.shape
-        h, hd = self.num_heads, C // self.num_heads
-        w = self.qkv.weight.view(3, h, hd, C).transpose(0, 1).reshape(3 * C, C)
-        qkv = torch.matmul(w, x.transpose(1, 2))  # (B, 3C, N), rows (head, q|k|v, hd)
-        if self.qkv.bias is not None:
-            qkv = qkv + self.qkv.bias.view(3, h, hd).transpose(0, 1).reshape(3 * C, 1)
-        q, k, v = qkv.view(B, h, 3, hd, N).unbind(2)  # each (B, h, hd, N)
-        # Keys along rows, so that v @ attn needs no transpose and softmax's backward gets
-        # a contiguous gradient (it is 2-3x slower on a transposed one).
-        attn = (k.transpose(-2, -1) @ q * self.scale).softmax(dim=-2)  # (B, h, Nk, Nq)
-        if self.training and self.attn_drop:
-            attn = F.dropout(attn, self.attn_drop)
-        out = (v @ attn).reshape(B, C, N)
-        out = torch.matmul(self.proj.weight, out) + self.proj.bias.unsqueeze(-1)
-        return self.proj_drop(out.transpose(1, 2))
 
     def _window_attend(self, q, k, v, hw_shape):
         """Windowed attention over the grid tokens; every window also sees the class token.
@@ -133,3 +101,23 @@ class Attention(nn.Module):
         grid_out = grid_out.reshape(B, h, Hw * ws, Ww * ws, hd)[:, :, :H, :W]
         cls_out = self._sdpa(q[:, :, :1], k, v)
         return torch.cat([cls_out, grid_out.reshape(B, h, H * W, hd)], dim=2)
+
+
+class WordAttention(Attention):
+    """Attention among the words of each sentence: (T, n, c) -> (T, n, c).
+
+    Sequences of 16 words with head dims of 6-10 are far too small for batched matmuls or SDPA
+    to run efficiently; :func:`tnt_backbone.ops.word_attention` solves each (sentence, head)
+    pair in one fused CPU kernel that reads the qkv projection as it is (see its module for
+    where it falls back to SDPA). Parameters and arguments as :class:`Attention`, without
+    windows.
+    """
+
+    def __init__(self, dim, num_heads, qkv_bias=False, attn_drop=0., proj_drop=0.):
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+
+    def forward(self, x, hw_shape=None, num_queries=None):
+        """x: (T, n, c) -> (T, n, c). ``hw_shape`` and ``num_queries`` do not apply."""
+        out = word_attention(self.qkv(x), self.num_heads, self.scale,
+                             self.attn_drop if self.training else 0.)
+        return self.proj_drop(self.proj(out))

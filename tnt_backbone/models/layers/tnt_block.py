@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
-from .attention import Attention
+from .attention import Attention, WordAttention
 from .embed import WordsToSentence
 
 
@@ -60,15 +60,17 @@ class TransformerLayer(nn.Module):
         drop (float): Dropout after projections.
         attn_drop (float): Dropout on attention weights.
         drop_path (float): Stochastic-depth rate of both residual branches.
-        use_sdpa (bool): See :class:`Attention`.
-        window_size (int): See :class:`Attention`.
+        window_size (int): See :class:`Attention`; only for the outer transformer.
+        words (bool): Attention among the words of each sentence (:class:`WordAttention`)
+            instead of :class:`Attention`.
     """
 
     def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=False, drop=0., attn_drop=0.,
-                 drop_path=0., use_sdpa=True, window_size=0):
+                 drop_path=0., window_size=0, words=False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop, use_sdpa, window_size)
+        self.attn = WordAttention(dim, num_heads, qkv_bias, attn_drop, drop) if words else \
+            Attention(dim, num_heads, qkv_bias, attn_drop, drop, window_size)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -101,13 +103,12 @@ class TNTBlock(nn.Module):
                  drop_path=0.):
         super().__init__()
         common = dict(qkv_bias=qkv_bias, drop=drop, attn_drop=attn_drop, drop_path=drop_path)
-        # 16 words of head dim 6-10: a batched matmul beats SDPA's per-call overhead here.
-        self.inner = TransformerLayer(inner_dim, inner_heads, 4., use_sdpa=False, **common)
+        self.inner = TransformerLayer(inner_dim, inner_heads, 4., words=True, **common)
         legacy = layout == 'legacy'
         self.bridge = WordsToSentence(num_words, inner_dim, outer_dim, per_word_norm=legacy,
                                       bias=legacy, out_norm=not legacy)
-        self.outer = TransformerLayer(outer_dim, outer_heads, mlp_ratio, use_sdpa=True,
-                                      window_size=window_size, **common)
+        self.outer = TransformerLayer(outer_dim, outer_heads, mlp_ratio, window_size=window_size,
+                                      **common)
 
     def forward(self, words, sentences, hw_shape, cls_only=False):
         """words: (B*N, n, c); sentences: (B, 1 + N, D), class token first; hw_shape: (Hp, Wp).
