@@ -7,15 +7,15 @@
 // the (T, 16, C) result that the output projection reads. The softmax is recomputed in backward
 // instead of stored.
 //
-// Every buffer is laid out with the query or key index last, so that each inner loop runs over
-// 16 contiguous values with no reduction and the compiler vectorises it.
+// Every buffer is a stack of rows of 16 values (one per query or key), held as two 8-float
+// vectors (GCC/Clang vector extensions: one AVX register each, or two SSE ones), so that all
+// the arithmetic is row-wise vector code whatever the head dim.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <Python.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -25,121 +25,119 @@ namespace {
 constexpr int kWords = 16;
 constexpr int kMaxHeadDim = 64;
 
-// exp(x) for x <= 0, branch-free so that the loops calling it vectorise (libm's expf is a call
-// per element): the Cephes expf polynomial, relative error ~1e-7.
-inline float exp_nonpositive(float x) {
-  x = x < -87.f ? -87.f : x;
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
+using Vec = float __attribute__((vector_size(32)));
+using IntVec = int32_t __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+
+// A row of kWords values.
+struct Row {
+  Vec lo, hi;
+
+  float& operator[](int i) { return reinterpret_cast<float*>(this)[i]; }
+  float operator[](int i) const { return reinterpret_cast<const float*>(this)[i]; }
+};
+static_assert(kWords == 2 * kLanes, "a Row holds two vectors");
+
+// exp(x) for x <= 0 (Cephes expf polynomial, relative error ~1e-7), on a whole vector.
+inline Vec exp_nonpositive(Vec x) {
+  const Vec lowest = Vec{} - 87.f;
+  x = x < lowest ? lowest : x;
+  const Vec n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
+  const Vec r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  Vec p = r * 1.9875691500e-4f + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof(two_n));
+  const IntVec two_n_bits = (__builtin_convertvector(n, IntVec) + 127) << 23;
+  Vec two_n;
+  std::memcpy(&two_n, &two_n_bits, sizeof(two_n));
   return p * two_n;
 }
 
-// One (sentence, head) pair. Buffers named *t are (head dim, word); p_t is (key, query).
+// out[m] = sum_k a[m, k] * b[k] for a row-major (M, K) matrix a and K rows b.
+inline void combine_rows(Row* __restrict out, const float* __restrict a,
+                         const Row* __restrict b, int M, int K) {
+  for (int m = 0; m < M; ++m) {
+    Vec lo = {}, hi = {};
+    for (int k = 0; k < K; ++k) {
+      const float x = a[m * K + k];
+      lo += x * b[k].lo;
+      hi += x * b[k].hi;
+    }
+    out[m] = {lo, hi};
+  }
+}
+
+inline void transpose(Row* __restrict dst, const Row* __restrict src) {
+  for (int j = 0; j < kWords; ++j)
+    for (int i = 0; i < kWords; ++i) dst[i][j] = src[j][i];
+}
+
+// One (sentence, head) pair. Rows indexed by a head-dim channel (q_t, k_t, v_t: (hd, N)) hold
+// its value for each word; k and v also come word-major, (N, hd); p_t is (key, query).
 template <typename scalar_t>
 struct WordHead {
   static constexpr int N = kWords;
 
   int hd;
-  float q_t[kMaxHeadDim * N], k_t[kMaxHeadDim * N], v_t[kMaxHeadDim * N];
-  float p_t[N * N];
+  Row q_t[kMaxHeadDim], k_t[kMaxHeadDim], v_t[kMaxHeadDim];
+  float k[N * kMaxHeadDim], v[N * kMaxHeadDim];
+  Row p_t[N];
 
   // rows: this head's q of word 0 in a (N, 3C) block; k and v are C and 2C further on.
-  void load(const scalar_t* __restrict rows, int64_t C) {
+  void load(const scalar_t* __restrict rows, int64_t C, float scale) {
     for (int i = 0; i < N; ++i) {
       const scalar_t* r = rows + i * 3 * C;
       for (int d = 0; d < hd; ++d) {
-        q_t[d * N + i] = static_cast<float>(r[d]);
-        k_t[d * N + i] = static_cast<float>(r[C + d]);
-        v_t[d * N + i] = static_cast<float>(r[2 * C + d]);
+        q_t[d][i] = static_cast<float>(r[d]) * scale;
+        k[i * hd + d] = k_t[d][i] = static_cast<float>(r[C + d]);
+        v[i * hd + d] = v_t[d][i] = static_cast<float>(r[2 * C + d]);
       }
     }
   }
 
-  // p_t[j, i] = softmax over keys j of scale * q_i . k_j
-  void attend(float scale) {
-    #pragma omp simd
-    for (int x = 0; x < N * N; ++x) p_t[x] = 0;
-    for (int j = 0; j < N; ++j)
-      for (int d = 0; d < hd; ++d) {
-        const float k = k_t[d * N + j] * scale;
-        #pragma omp simd
-        for (int i = 0; i < N; ++i) p_t[j * N + i] += k * q_t[d * N + i];
-      }
-    float max[N], sum[N];
-    #pragma omp simd
-    for (int i = 0; i < N; ++i) max[i] = p_t[i];
+  // p_t[j, i] = softmax over keys j of q_i . k_j (q_t holds scale * q).
+  void attend() {
+    combine_rows(p_t, k, q_t, N, hd);
+    Row max = p_t[0];
     for (int j = 1; j < N; ++j) {
-      #pragma omp simd
-      for (int i = 0; i < N; ++i) max[i] = p_t[j * N + i] > max[i] ? p_t[j * N + i] : max[i];
+      max.lo = p_t[j].lo > max.lo ? p_t[j].lo : max.lo;
+      max.hi = p_t[j].hi > max.hi ? p_t[j].hi : max.hi;
     }
-    #pragma omp simd
-    for (int i = 0; i < N; ++i) sum[i] = 0;
+    Vec sum_lo = {}, sum_hi = {};
     for (int j = 0; j < N; ++j) {
-      #pragma omp simd
-      for (int i = 0; i < N; ++i) {
-        p_t[j * N + i] = exp_nonpositive(p_t[j * N + i] - max[i]);
-        sum[i] += p_t[j * N + i];
-      }
+      p_t[j].lo = exp_nonpositive(p_t[j].lo - max.lo);
+      p_t[j].hi = exp_nonpositive(p_t[j].hi - max.hi);
+      sum_lo += p_t[j].lo;
+      sum_hi += p_t[j].hi;
     }
-    #pragma omp simd
-    for (int i = 0; i < N; ++i) sum[i] = 1 / sum[i];
+    sum_lo = 1.f / sum_lo;
+    sum_hi = 1.f / sum_hi;
     for (int j = 0; j < N; ++j) {
-      #pragma omp simd
-      for (int i = 0; i < N; ++i) p_t[j * N + i] *= sum[i];
+      p_t[j].lo *= sum_lo;
+      p_t[j].hi *= sum_hi;
     }
   }
 };
 
-// out_t[d, i] = sum_j a_t[d, j] * b[j, i] for a (hd, N) a_t and an (N, N) b.
-inline void mix(float* __restrict out_t, const float* __restrict a_t,
-                const float* __restrict b, int hd) {
-  constexpr int N = kWords;
-  for (int d = 0; d < hd; ++d) {
-    float* o = out_t + d * N;
-    #pragma omp simd
-    for (int i = 0; i < N; ++i) o[i] = 0;
-    for (int j = 0; j < N; ++j) {
-      const float a = a_t[d * N + j];
-      #pragma omp simd
-      for (int i = 0; i < N; ++i) o[i] += a * b[j * N + i];
-    }
-  }
-}
-
-inline void transpose(float* __restrict dst, const float* __restrict src) {
-  constexpr int N = kWords;
-  for (int j = 0; j < N; ++j)
-    #pragma omp simd
-    for (int i = 0; i < N; ++i) dst[i * N + j] = src[j * N + i];
-}
-
-// Writes a (hd, N) buffer to the rows of a (N, row_len) block.
+// Writes hd rows (one per channel) to the columns of a (N, row_len) block.
 template <typename scalar_t>
-inline void store(scalar_t* __restrict rows, int64_t row_len, const float* __restrict buf_t,
+inline void store(scalar_t* __restrict block, int64_t row_len, const Row* __restrict rows,
                   int hd) {
   for (int i = 0; i < kWords; ++i)
-    for (int d = 0; d < hd; ++d)
-      rows[i * row_len + d] = static_cast<scalar_t>(buf_t[d * kWords + i]);
+    for (int d = 0; d < hd; ++d) block[i * row_len + d] = static_cast<scalar_t>(rows[d][i]);
 }
 
 // One (sentence, head) pair forward: the head's (16, hd) output into its columns of out.
 template <typename scalar_t>
 void forward_pair(WordHead<scalar_t>& h, const scalar_t* qkv, scalar_t* out, int64_t C,
                   float scale) {
-  float o_t[kMaxHeadDim * kWords];
-  h.load(qkv, C);
-  h.attend(scale);
-  mix(o_t, h.v_t, h.p_t, h.hd);
+  Row o_t[kMaxHeadDim];
+  h.load(qkv, C, scale);
+  h.attend();
+  combine_rows(o_t, reinterpret_cast<const float*>(h.v_t), h.p_t, h.hd, kWords);
   store(out, C, o_t, h.hd);
 }
 
@@ -150,34 +148,35 @@ void backward_pair(WordHead<scalar_t>& h, const scalar_t* qkv, const scalar_t* g
                    scalar_t* grad_qkv, int64_t C, float scale) {
   constexpr int N = kWords;
   const int hd = h.hd;
-  float go_t[kMaxHeadDim * N], dq_t[kMaxHeadDim * N], dk_t[kMaxHeadDim * N],
-      dv_t[kMaxHeadDim * N];
-  float p[N * N], ds_t[N * N], ds[N * N], dot[N];
-  h.load(qkv, C);
-  h.attend(scale);
+  Row go_t[kMaxHeadDim], dq_t[kMaxHeadDim], dk_t[kMaxHeadDim], dv_t[kMaxHeadDim];
+  Row p[N], ds_t[N], ds[N];
+  h.load(qkv, C, scale);
+  h.attend();
   for (int i = 0; i < N; ++i)
-    for (int d = 0; d < hd; ++d) go_t[d * N + i] = static_cast<float>(grad_out[i * C + d]);
-  transpose(p, h.p_t);     // p[i, j]
-  mix(dv_t, go_t, p, hd);  // dv[j, d] = sum_i p[i, j] dout[i, d]
-  // ds_t[j, i] = dp[i, j] = dout_i . v_j, then the softmax backward, times scale.
-  for (int x = 0; x < N * N; ++x) ds_t[x] = 0;
-  for (int j = 0; j < N; ++j)
-    for (int d = 0; d < hd; ++d) {
-      const float v = h.v_t[d * N + j];
-#pragma omp simd
-      for (int i = 0; i < N; ++i) ds_t[j * N + i] += v * go_t[d * N + i];
-    }
-  for (int i = 0; i < N; ++i) dot[i] = 0;
-  for (int j = 0; j < N; ++j)
-#pragma omp simd
-    for (int i = 0; i < N; ++i) dot[i] += h.p_t[j * N + i] * ds_t[j * N + i];
-  for (int j = 0; j < N; ++j)
-#pragma omp simd
-    for (int i = 0; i < N; ++i)
-      ds_t[j * N + i] = h.p_t[j * N + i] * (ds_t[j * N + i] - dot[i]) * scale;
-  mix(dq_t, h.k_t, ds_t, hd);  // dq[i, d] = sum_j ds[i, j] k[j, d]
+    for (int d = 0; d < hd; ++d) go_t[d][i] = static_cast<float>(grad_out[i * C + d]);
+  const float* go_rows = reinterpret_cast<const float*>(go_t);
+  transpose(p, h.p_t);
+  combine_rows(dv_t, go_rows, p, hd, N);  // dv[j, d] = sum_i p[i, j] dout[i, d]
+  combine_rows(ds_t, h.v, go_t, N, hd);   // ds_t[j, i] = dp[i, j] = dout_i . v_j
+  // Softmax backward: ds = p * (dp - sum_j p dp), the gradient of the scaled scores.
+  Vec dot_lo = {}, dot_hi = {};
+  for (int j = 0; j < N; ++j) {
+    dot_lo += h.p_t[j].lo * ds_t[j].lo;
+    dot_hi += h.p_t[j].hi * ds_t[j].hi;
+  }
+  for (int j = 0; j < N; ++j) {
+    ds_t[j].lo = h.p_t[j].lo * (ds_t[j].lo - dot_lo);
+    ds_t[j].hi = h.p_t[j].hi * (ds_t[j].hi - dot_hi);
+  }
   transpose(ds, ds_t);
-  mix(dk_t, h.q_t, ds, hd);    // dk[j, d] = sum_i ds[i, j] q[i, d]
+  // dk[j, d] = sum_i ds[i, j] (scale * q)[i, d]
+  combine_rows(dk_t, reinterpret_cast<const float*>(h.q_t), ds, hd, N);
+  for (int j = 0; j < N; ++j) {
+    ds_t[j].lo *= scale;
+    ds_t[j].hi *= scale;
+  }
+  // dq[i, d] = sum_j scale * ds[i, j] k[j, d]
+  combine_rows(dq_t, reinterpret_cast<const float*>(h.k_t), ds_t, hd, N);
   store(grad_qkv, 3 * C, dq_t, hd);
   store(grad_qkv + C, 3 * C, dk_t, hd);
   store(grad_qkv + 2 * C, 3 * C, dv_t, hd);
