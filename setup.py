@@ -10,12 +10,12 @@ def read_requirements(name):
 
 
 def cpu_flags():
-    """Compiler flags for the CPU kernels.
+    """Compiler flags for the CPU kernels (math flags as torch builds itself).
 
-    The loops are written to be vectorised by the compiler; ``-fno-trapping-math`` (as torch
-    builds itself) lets it vectorise the selects in them. AVX2/FMA are used when the building
-    CPU has them, as every x86-64 CPU these kernels target does (the extension is built on the
-    machine that runs it, by ``pip install -e .``).
+    The kernels compute with 8-float vectors (GCC/Clang vector extensions), which become AVX2/FMA
+    instructions when the building CPU has them, as every x86-64 CPU these kernels target does
+    (the extension is built on the machine that runs it, by ``pip install -e .``), and pairs of
+    SSE instructions otherwise.
     """
     flags = ['-O3', '-fopenmp', '-fno-trapping-math', '-fno-math-errno']
     if platform.machine() in ('x86_64', 'AMD64'):

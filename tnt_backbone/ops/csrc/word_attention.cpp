@@ -25,7 +25,8 @@ namespace {
 constexpr int kWords = 16;
 constexpr int kMaxHeadDim = 64;
 
-using Vec = float __attribute__((vector_size(32)));
+// may_alias (as for __m256): rows are also read and written float by float.
+using Vec = float __attribute__((vector_size(32), __may_alias__));
 using IntVec = int32_t __attribute__((vector_size(32)));
 constexpr int kLanes = 8;
 
@@ -264,6 +265,7 @@ TORCH_LIBRARY_IMPL(tnt_backbone, CPU, m) {
 // Importing the module (tnt_backbone._ext) loads the library, which registers the operators
 // above under torch.ops.tnt_backbone; the module itself has no Python functions.
 PyMODINIT_FUNC PyInit__ext(void) {
-  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", nullptr, -1, nullptr};
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", nullptr, -1, nullptr,
+                                      nullptr, nullptr, nullptr, nullptr};
   return PyModule_Create(&module);
 }
