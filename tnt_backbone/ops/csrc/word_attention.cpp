@@ -88,13 +88,19 @@ struct WordHead {
   Row p_t[N];
 
   // rows: this head's q of word 0 in a (N, 3C) block; k and v are C and 2C further on.
+  // The forward reads q_t, k and v_t; only the backward also needs k_t and v.
+  template <bool kForBackward>
   void load(const scalar_t* __restrict rows, int64_t C, float scale) {
     for (int i = 0; i < N; ++i) {
       const scalar_t* r = rows + i * 3 * C;
       for (int d = 0; d < hd; ++d) {
         q_t[d][i] = static_cast<float>(r[d]) * scale;
-        k[i * hd + d] = k_t[d][i] = static_cast<float>(r[C + d]);
-        v[i * hd + d] = v_t[d][i] = static_cast<float>(r[2 * C + d]);
+        k[i * hd + d] = static_cast<float>(r[C + d]);
+        v_t[d][i] = static_cast<float>(r[2 * C + d]);
+        if constexpr (kForBackward) {
+          k_t[d][i] = k[i * hd + d];
+          v[i * hd + d] = v_t[d][i];
+        }
       }
     }
   }
@@ -136,7 +142,7 @@ template <typename scalar_t>
 void forward_pair(WordHead<scalar_t>& h, const scalar_t* qkv, scalar_t* out, int64_t C,
                   float scale) {
   Row o_t[kMaxHeadDim];
-  h.load(qkv, C, scale);
+  h.template load<false>(qkv, C, scale);
   h.attend();
   combine_rows(o_t, reinterpret_cast<const float*>(h.v_t), h.p_t, h.hd, kWords);
   store(out, C, o_t, h.hd);
@@ -151,7 +157,7 @@ void backward_pair(WordHead<scalar_t>& h, const scalar_t* qkv, const scalar_t* g
   const int hd = h.hd;
   Row go_t[kMaxHeadDim], dq_t[kMaxHeadDim], dk_t[kMaxHeadDim], dv_t[kMaxHeadDim];
   Row p[N], ds_t[N], ds[N];
-  h.load(qkv, C, scale);
+  h.template load<true>(qkv, C, scale);
   h.attend();
   for (int i = 0; i < N; ++i)
     for (int d = 0; d < hd; ++d) go_t[d][i] = static_cast<float>(grad_out[i * C + d]);
