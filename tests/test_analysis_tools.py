@@ -34,7 +34,7 @@ def test_backbone_flops_match_the_paper(full_small_flops):
 
 
 def test_class_token_output_skips_the_last_blocks_other_sentences(get_flops, full_small_flops):
-    """Only the class token's query, projection and MLP run in the last outer transformer."""
+    """Only the class token's query, projection and MLP run in the last sentence layer."""
     full = full_small_flops
     flops, params = small_backbone_flops(get_flops, 'cls_token')
     assert params == 23_383_584  # timm's tnt_s_patch16_224 without its head

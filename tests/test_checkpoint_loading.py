@@ -68,9 +68,9 @@ def test_position_grid_is_resized_on_load(tmp_path):
                 init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     g = IMG // 16
-    torch.testing.assert_close(model.patch_pos.data,
+    torch.testing.assert_close(model.sentence_pos.data,
                                resize_pos_embed(sd['patch_pos'], (g, g), (6, 6)))
-    assert model.patch_pos.shape == (1, 37, ARCH['outer_dim'])
+    assert model.sentence_pos.shape == (1, 37, ARCH['sentence_dim'])
 
 
 def test_converter_tool_writes_once_and_loads(tmp_path, load_tool):

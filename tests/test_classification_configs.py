@@ -35,7 +35,7 @@ def s224_checkpoint(tmp_path_factory):
     model = MODELS.build(config('tnt-s-p16_16xb64_in1k.py').model)
     model.init_weights()
     with torch.no_grad():
-        model.backbone.patch_pos[:, 1:] = torch.linspace(-1, 1, 384)
+        model.backbone.sentence_pos[:, 1:] = torch.linspace(-1, 1, 384)
     path = str(tmp_path_factory.mktemp('ckpt') / 's224.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=300)), path)
     return path, model.state_dict()
@@ -84,7 +84,8 @@ def test_config_trains_one_step_and_predicts(name, toy_root, s224_checkpoint, tm
     runner.train()
     after = runner.model.state_dict()
     changed = [k for k in step.before if not torch.equal(step.before[k], after[k])]
-    assert 'head.fc.weight' in changed and 'backbone.blocks.0.outer.attn.qkv.weight' in changed
+    assert 'head.fc.weight' in changed
+    assert 'backbone.blocks.0.sentence_layer.attn.qkv.weight' in changed
     assert math.isfinite(step.loss) and step.loss > 0
     # the config's Mixup/CutMix give soft targets
     mixed = runner.model.data_preprocessor(step.batch, training=True)['data_samples'][0]
@@ -105,11 +106,13 @@ def test_384_config_starts_from_224_checkpoint(s224_checkpoint):
     model = MODELS.build(cfg.model)
     model.init_weights()
     sd = model.state_dict()
-    assert sd['backbone.patch_pos'].shape == (1, 1 + 24 * 24, 384)
+    assert sd['backbone.sentence_pos'].shape == (1, 1 + 24 * 24, 384)
     # a grid constant per channel stays that constant whatever the interpolation
-    assert torch.allclose(sd['backbone.patch_pos'][0, 1:], sd224['backbone.patch_pos'][0, 1:2]
+    assert torch.allclose(sd['backbone.sentence_pos'][0, 1:],
+                          sd224['backbone.sentence_pos'][0, 1:2]
                           .expand(576, -1), atol=1e-5)
-    assert torch.equal(sd['backbone.patch_pos'][:, 0], sd224['backbone.patch_pos'][:, 0])
-    for k in ('head.fc.weight', 'head.fc.bias', 'backbone.blocks.11.outer.mlp.fc2.weight',
-              'backbone.pixel_pos', 'backbone.norm.weight'):
+    assert torch.equal(sd['backbone.sentence_pos'][:, 0], sd224['backbone.sentence_pos'][:, 0])
+    for k in ('head.fc.weight', 'head.fc.bias',
+              'backbone.blocks.11.sentence_layer.mlp.fc2.weight', 'backbone.word_pos',
+              'backbone.norm.weight'):
         assert torch.equal(sd[k], sd224[k]), k

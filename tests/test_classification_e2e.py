@@ -106,7 +106,7 @@ def test_checkpoint_initialises_a_tnt_classifier_backbone(trained):
 
 def test_checkpoint_initialises_the_toy_detector(trained):
     """The classifier's checkpoint as ``init_cfg`` of the toy Mask R-CNN's backbone (224-px
-    position grid, dense pyramid with the visual-word stride-4 level)."""
+    position grid, sentence maps and the stride-4 word map)."""
     ckpt = osp.join(trained['work_dir'], f'epoch_{EPOCHS}.pth')
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'detection', 'mask-rcnn_tnt-ti-p16_fpn_toy.py'))
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=ckpt)
@@ -116,14 +116,14 @@ def test_checkpoint_initialises_the_toy_detector(trained):
     saved, own = backbone_weights(ckpt), detector.backbone.state_dict()
     shared = set(saved) & set(own)
     assert len(shared) > 300
-    for k in shared - {'patch_pos'}:
+    for k in shared - {'sentence_pos'}:
         assert torch.equal(own[k], saved[k]), k
     # the 64-px classifier's 4x4 sentence grid, resized bicubically to the detector's 14x14
-    cls_pos, grid = saved['patch_pos'][:, :1], saved['patch_pos'][:, 1:]
+    cls_pos, grid = saved['sentence_pos'][:, :1], saved['sentence_pos'][:, 1:]
     grid = F.interpolate(grid.reshape(1, 4, 4, -1).permute(0, 3, 1, 2), size=(14, 14),
                          mode='bicubic', align_corners=False)
-    torch.testing.assert_close(own['patch_pos'],
+    torch.testing.assert_close(own['sentence_pos'],
                                torch.cat([cls_pos, grid.flatten(2).transpose(1, 2)], dim=1))
-    # only the dense-output modules are new, only the classifier's final norm is left out
-    assert all(k.startswith(('out_norms.', 'pyramid.', 'word_map.')) for k in set(own) - shared)
+    # only the output norms are new, only the classifier's final norm is left out
+    assert all(k.startswith(('out_norms.', 'word_norm.')) for k in set(own) - shared)
     assert set(saved) - shared == {'norm.weight', 'norm.bias'}

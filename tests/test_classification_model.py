@@ -20,7 +20,7 @@ def tnt_scope():
     init_default_scope('tnt_backbone')
 
 
-TINY = dict(inner_dim=8, outer_dim=48, depth=2, inner_heads=2, outer_heads=2, mlp_ratio=2.)
+TINY = dict(word_dim=8, sentence_dim=48, depth=2, word_heads=2, sentence_heads=2, mlp_ratio=2.)
 
 
 def labelled_batch(b=6, size=(20, 24)):

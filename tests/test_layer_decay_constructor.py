@@ -30,17 +30,18 @@ def test_lr_scales_and_weight_decay_groups():
 
     # block i is layer i + 1 of 6: lr = base * 0.5 ** (6 - 1 - (i + 1))
     for i in range(4):
-        g = group(f'backbone.blocks.{i}.outer.mlp.fc1.weight')
+        g = group(f'backbone.blocks.{i}.sentence_layer.mlp.fc1.weight')
         assert abs(g['lr'] - 1e-3 * 0.5 ** (4 - i)) < 1e-12
         assert g['weight_decay'] == 0.05
-        assert group(f'backbone.blocks.{i}.outer.mlp.fc1.bias')['weight_decay'] == 0.
-        assert group(f'backbone.blocks.{i}.inner.norm1.weight')['weight_decay'] == 0.
+        assert group(f'backbone.blocks.{i}.sentence_layer.mlp.fc1.bias')['weight_decay'] == 0.
+        assert group(f'backbone.blocks.{i}.word_layer.norm1.weight')['weight_decay'] == 0.
     # after the blocks: full lr; outside the backbone: full lr and decay on weights
     assert group('backbone.out_norms.0.weight')['lr'] == 1e-3
     assert group('neck.weight')['lr'] == 1e-3 and group('neck.weight')['weight_decay'] == 0.05
     assert group('neck.bias')['weight_decay'] == 0.
     # frozen embeddings (frozen_stages=0) are left out entirely
-    for frozen in ('backbone.cls_token', 'backbone.patch_pos', 'backbone.pixel_embed.proj.weight'):
+    for frozen in ('backbone.cls_token', 'backbone.sentence_pos',
+                   'backbone.word_embed.proj.weight'):
         assert id(named[frozen]) not in where
     n_trainable = sum(p.requires_grad for p in model.parameters())
     assert sum(len(g['params']) for g in groups) == n_trainable
@@ -56,6 +57,6 @@ def test_position_embeddings_get_no_weight_decay():
     for g in wrapper.optimizer.param_groups:
         assert g['lr'] == 1e-3  # rate 1.0: no decay across layers
         for p in g['params']:
-            if p is named['backbone.patch_pos'] or p is named['backbone.cls_token'] \
-                    or p is named['backbone.pixel_pos']:
+            if p is named['backbone.sentence_pos'] or p is named['backbone.cls_token'] \
+                    or p is named['backbone.word_pos']:
                 assert g['weight_decay'] == 0.

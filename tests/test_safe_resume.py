@@ -19,7 +19,7 @@ class TinyTNTClassifier(BaseModel):
     def __init__(self):
         super().__init__()
         self.backbone = TNT(arch=SMALL_ARCH, out_type='cls_token', out_indices=(-1,))
-        self.fc = torch.nn.Linear(SMALL_ARCH['outer_dim'], 3)
+        self.fc = torch.nn.Linear(SMALL_ARCH['sentence_dim'], 3)
 
     def forward(self, inputs, labels=None, mode='loss'):
         logits = self.fc(self.backbone(inputs)[0])

@@ -99,14 +99,21 @@ def test_config_train_step_and_predict(path):
     base_lr, rate = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
     lrs = [g['lr'] for g in optim_wrapper.optimizer.param_groups]
     assert max(lrs) == pytest.approx(base_lr)
-    assert min(lrs) == pytest.approx(base_lr * rate ** (model.backbone.num_layers + 1))
+    assert min(lrs) == pytest.approx(base_lr * rate ** (model.backbone.depth + 1))
 
     head_param = model.decode_head.conv_seg.weight
     before = head_param.detach().clone()
     model.train()
-    log_vars = model.train_step(make_batch(TRAIN_HW, num_classes(cfg)), optim_wrapper)
+    batch = model.data_preprocessor(make_batch(TRAIN_HW, num_classes(cfg)), True)
+    loss, log_vars = model.parse_losses(model(**batch, mode='loss'))
     assert 'decode.loss_ce' in log_vars
     assert all(torch.isfinite(v).all() for v in log_vars.values())
+    loss.backward()
+    # distributed training (find_unused_parameters=False) stops at iteration 2 otherwise
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, f'parameters without gradient: {unused}'
+    assert 'find_unused_parameters' not in cfg
+    optim_wrapper.step()
     assert not torch.equal(head_param, before)
 
     model.eval()
@@ -131,9 +138,9 @@ def test_pretrained_224_grid_is_resized_to_32x32_at_load(tmp_path):
     cfg.model.backbone.init_cfg.checkpoint = str(ckpt)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    assert model.backbone.patch_pos.shape == (1, 1 + 32 * 32, 192)
-    assert torch.equal(model.backbone.blocks[7].outer.mlp.fc2.weight,
-                       src.blocks[7].outer.mlp.fc2.weight)
+    assert model.backbone.sentence_pos.shape == (1, 1 + 32 * 32, 192)
+    assert torch.equal(model.backbone.blocks[7].sentence_layer.mlp.fc2.weight,
+                       src.blocks[7].sentence_layer.mlp.fc2.weight)
 
 
 def _label_batch(cfg, label):

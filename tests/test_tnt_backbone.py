@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from tnt_backbone.models import TNT
 
-SMALL_ARCH = dict(inner_dim=8, outer_dim=48, depth=4, inner_heads=2, outer_heads=3,
+SMALL_ARCH = dict(word_dim=8, sentence_dim=48, depth=4, word_heads=2, sentence_heads=3,
                   mlp_ratio=4.)
 
 
@@ -25,23 +25,13 @@ def test_parameter_counts_match_reference(arch, layout, expected):
 
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
 @pytest.mark.parametrize('hw', [(224, 224), (64, 96), (16, 16), (45, 77)])
-def test_pyramid_shapes(arch, hw):
+def test_featmap_shapes(arch, hw):
     model = TNT(arch=arch).eval()
-    D = model.embed_dims
+    D = model.sentence_dim
     Hp, Wp = -(-hw[0] // 16), -(-hw[1] // 16)
     with torch.no_grad():
         outs = model(torch.randn(1, 3, *hw))
-    assert [tuple(o.shape) for o in outs] == [
-        (1, D, 4 * Hp, 4 * Wp), (1, D, 2 * Hp, 2 * Wp), (1, D, Hp, Wp),
-        (1, D, -(-Hp // 2), -(-Wp // 2))]
-
-
-@pytest.mark.slow
-def test_pyramid_shapes_odd_large_input():
-    model = TNT(arch='small').eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 333, 517))
-    assert [o.shape[-2:] for o in outs] == [(84, 132), (42, 66), (21, 33), (11, 17)]
+    assert [tuple(o.shape) for o in outs] == [(1, D, Hp, Wp)] * 4
 
 
 def test_featmap_and_cls_token_outputs():
@@ -53,30 +43,49 @@ def test_featmap_and_cls_token_outputs():
         assert [tuple(o.shape) for o in cls(x)] == [(2, 48)] * 2
 
 
-def test_words_pyramid_level_and_channels():
-    model = TNT(arch=SMALL_ARCH, out_indices=(0, 1, 2, 3), pyramid_channels=32,
-                stride4_from_words=True).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 48, 80))
-    assert [tuple(o.shape) for o in outs] == [
-        (1, 32, 12, 20), (1, 32, 6, 10), (1, 32, 3, 5), (1, 32, 2, 3)]
+def test_blocks_after_the_last_output_are_not_built():
+    model = TNT(arch='small', out_indices=(7,))
+    assert len(model.blocks) == 8
+    full = TNT(arch='small', out_type='cls_token', out_indices=(-1,))
+    # 4 of the 12 blocks less; one output norm in place of the final norm (both 2 x 384)
+    per_block = sum(p.numel() for p in full.blocks[0].parameters())
+    assert count(model) == count(full) - 4 * per_block
+    x = torch.randn(1, 3, 32, 48)
+    model.train()
+    sum((o * torch.randn_like(o)).sum() for o in model(x)).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
 
 
 def test_word_map_places_each_word_in_its_cell():
-    """The stride-4 word map puts word (r, c) of patch (i, j) at pixel (4i + r, 4j + c)."""
-    model = TNT(arch=SMALL_ARCH, stride4_from_words=True).eval()
-    wm = model.word_map
-    Hp, Wp, c = 2, 3, SMALL_ARCH['inner_dim']
+    """The stride-4 word map puts word (r, c) of sentence (i, j) at pixel (4i + r, 4j + c)."""
+    model = TNT(arch=SMALL_ARCH, out_indices=(1, 3), word_map_index=1).eval()
+    model.word_norm.weight.data.uniform_(0.5, 1.5)
+    model.word_norm.bias.data.normal_()
+    Hp, Wp, c = 2, 3, SMALL_ARCH['word_dim']
     words = torch.randn(Hp * Wp, 16, c)
-    out = wm(words, (Hp, Wp))
-    normed = F.layer_norm(words, (c,), wm.norm.weight, wm.norm.bias)
-    expect = torch.einsum('nwc,oc->nwo', normed, wm.proj.weight[:, :, 0, 0]) + wm.proj.bias
+    out = model.word_map(words, (Hp, Wp))
+    normed = F.layer_norm(words, (c,), model.word_norm.weight, model.word_norm.bias)
+    assert out.shape == (1, c, 4 * Hp, 4 * Wp)
     for i in range(Hp):
         for j in range(Wp):
             for r in range(4):
                 for col in range(4):
                     torch.testing.assert_close(out[0, :, 4 * i + r, 4 * j + col],
-                                               expect[i * Wp + j, r * 4 + col])
+                                               normed[i * Wp + j, r * 4 + col])
+
+
+def test_word_map_comes_first_and_is_the_chosen_blocks_words():
+    torch.manual_seed(0)
+    model = TNT(arch=SMALL_ARCH, out_indices=(2, 3), word_map_index=1).eval()
+    x = torch.randn(2, 3, 40, 72)
+    with torch.no_grad():
+        outs = model(x)
+        words, sentences, hw = model.embed(x)
+        for block in model.blocks[:2]:
+            words, sentences = block(words, sentences, hw)
+        expect = model.word_map(words, hw)
+    assert [tuple(o.shape) for o in outs] == [(2, 8, 12, 20), (2, 48, 3, 5), (2, 48, 3, 5)]
+    torch.testing.assert_close(outs[0], expect)
 
 
 def test_padding_equals_explicit_zero_padding():
@@ -104,14 +113,14 @@ def test_position_gradient_reaches_stored_grid_at_other_size():
     model = TNT(arch=SMALL_ARCH, img_size=64, out_type='cls_token', out_indices=(-1,))
     out = model(torch.randn(1, 3, 96, 80))[0]
     (out * torch.randn_like(out)).sum().backward()  # a plain sum of a LayerNorm output is 0
-    assert model.patch_pos.grad is not None and model.patch_pos.grad[:, 1:].abs().sum() > 0
+    assert model.sentence_pos.grad is not None and model.sentence_pos.grad[:, 1:].abs().sum() > 0
 
 
 def test_frozen_stages_get_no_gradient():
     model = TNT(arch=SMALL_ARCH, frozen_stages=2)
     model.train()
     sum(o.sum() for o in model(torch.randn(2, 3, 32, 32))).backward()
-    frozen = ['pixel_embed.', 'pixel_pos', 'patch_embed.', 'cls_token', 'patch_pos',
+    frozen = ['word_embed.', 'word_pos', 'sentence_embed.', 'cls_token', 'sentence_pos',
               'blocks.0.', 'blocks.1.']
     for name, p in model.named_parameters():
         is_frozen = name.startswith(tuple(frozen))
@@ -119,12 +128,6 @@ def test_frozen_stages_get_no_gradient():
         if is_frozen:
             assert p.grad is None, name
     assert model.training and not model.blocks[0].training and model.blocks[2].training
-
-
-def test_norm_eval_keeps_batchnorm_in_eval():
-    model = TNT(arch=SMALL_ARCH, norm_eval=True).train()
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bns and all(not m.training for m in bns)
 
 
 def test_with_cp_same_outputs_and_gradients():
@@ -201,10 +204,11 @@ def test_bad_inputs_raise_clear_errors(bad, exc, match):
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='huge'), 'unknown TNT arch'),
-    (dict(arch=dict(inner_dim=8)), 'custom TNT arch'),
+    (dict(arch=dict(word_dim=8)), 'custom TNT arch'),
     (dict(layout='v3'), 'layout'),
     (dict(out_type='tokens'), 'out_type'),
-    (dict(out_indices=(1, 2, 3)), '4 out_indices'),
+    (dict(out_indices=(1, 2), word_map_index=3), 'after the last'),
+    (dict(out_type='cls_token', word_map_index=0), 'featmap'),
     (dict(out_indices=(0, 1, 2, 12)), 'outside'),
     (dict(out_indices=(3, 2, 1, 0)), 'increasing'),
 ])
@@ -216,10 +220,10 @@ def test_bad_arguments_raise(kwargs, match):
 def test_layer_depth_and_no_weight_decay():
     model = TNT(arch=SMALL_ARCH)
     assert model.get_layer_depth('cls_token') == (0, 6)
-    assert model.get_layer_depth('pixel_embed.proj.weight') == (0, 6)
-    assert model.get_layer_depth('blocks.2.outer.attn.qkv.weight') == (3, 6)
-    assert model.get_layer_depth('pyramid.rescales.1.weight') == (5, 6)
-    assert model.no_weight_decay() == {'pixel_pos', 'patch_pos', 'cls_token'}
+    assert model.get_layer_depth('word_embed.proj.weight') == (0, 6)
+    assert model.get_layer_depth('blocks.2.sentence_layer.attn.qkv.weight') == (3, 6)
+    assert model.get_layer_depth('out_norms.1.weight') == (5, 6)
+    assert model.no_weight_decay() == {'word_pos', 'sentence_pos', 'cls_token'}
 
 
 def test_registered_in_scope_and_buildable_by_name():
@@ -248,7 +252,7 @@ def test_class_token_only_block_matches_the_full_block(layout):
         torch.autograd.grad((full * weights).sum(), params))
 
 
-@pytest.mark.parametrize('out_type', ['cls_token', 'pyramid'])
+@pytest.mark.parametrize('out_type', ['cls_token', 'featmap'])
 def test_trains_under_bf16_autocast(out_type):
     """Mixed precision (autocast, as mmengine's AmpOptimWrapper runs it): every parameter gets a
     finite gradient, close in direction to the fp32 one."""
@@ -292,10 +296,11 @@ def test_memory_saving_mlp_matches_plain_autograd(autocast):
     torch.testing.assert_close(grads, expected, **tol)
 
 
-@pytest.mark.parametrize('words', [False, True])
-def test_every_pyramid_parameter_gets_a_gradient(words):
+@pytest.mark.parametrize('kwargs', [dict(), dict(out_indices=(5, 8, 11), word_map_index=2),
+                                    dict(out_indices=(7,))])
+def test_every_parameter_gets_a_gradient(kwargs):
     """Distributed training rejects parameters without gradient."""
-    model = TNT(arch=SMALL_ARCH, stride4_from_words=words).train()
+    model = TNT(arch='tiny', **kwargs).train()
     x = torch.randn(2, 3, 32, 48)
     sum((o * torch.randn_like(o)).sum() for o in model(x)).backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []

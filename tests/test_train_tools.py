@@ -5,9 +5,11 @@ distributed data parallel computes the gradient of the whole batch: each process
 image, and the update must equal the mean of the updates of two 1-process runs on those same
 images. With plain SGD (no momentum or weight decay) an update is -lr x the gradient, so
 comparing checkpoints compares gradients, with no hooks into the training loop. One image per
-run keeps every per-batch effect identical between the runs: loss normalisation, BatchNorm
-statistics of the pyramid, and the random RoI sampling (every process starts from the same
-seed). Then the distributed run resumes from its checkpoint and ``tools/dist_test.sh`` draws
+run keeps every per-batch effect identical between the runs: loss normalisation and the
+random RoI sampling (every process starts from the same seed). The backbone stops at block 8
+(``out_indices=(7,)``, ViTDet's single map for every pyramid level, besides the word map):
+DDP runs with mmengine's default ``find_unused_parameters=False``, which fails on any
+parameter without a gradient. Then the distributed run resumes from its checkpoint and ``tools/dist_test.sh`` draws
 predictions.
 """
 import os
@@ -118,6 +120,7 @@ def test_show_dir_turns_on_the_visualization_hook(test_tool, tmp_path):
 LR = 0.1
 GRAD_CHECK_CONFIG = """
 _base_ = {toy!r}
+model = dict(backbone=dict(out_indices=(7,)))
 # one image per process and iteration, in dataset order
 train_dataloader = dict(batch_size=1, sampler=dict(shuffle=False))
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)

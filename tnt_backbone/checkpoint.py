@@ -22,31 +22,38 @@ OFFICIAL_TO_TIMM = [
     ('outer_norm1', 'norm_out'), ('outer_attn', 'attn_out'), ('outer_norm2', 'norm_mlp'),
     ('outer_mlp', 'mlp'),
 ]
+# Names outside the blocks that timm, mmpretrain and our 0.1 release share.
+PIXEL_PATCH_TO_OURS = {'pixel_embed': 'word_embed', 'pixel_pos': 'word_pos',
+                       'patch_pos': 'sentence_pos'}
 # timm name (after ``blocks.i.`` or at the top level) -> ours
 TIMM_TO_OURS = {
-    'norm1_proj': 'patch_embed.norm1', 'proj': 'patch_embed.fc', 'norm2_proj': 'patch_embed.norm2',
-    'head': 'head.fc',
+    **PIXEL_PATCH_TO_OURS, 'norm1_proj': 'sentence_embed.norm1', 'proj': 'sentence_embed.fc',
+    'norm2_proj': 'sentence_embed.norm2', 'head': 'head.fc',
 }
 TIMM_BLOCK_TO_OURS = {
-    'norm_in': 'inner.norm1', 'attn_in': 'inner.attn', 'norm_mlp_in': 'inner.norm2',
-    'mlp_in': 'inner.mlp', 'norm1_proj': 'bridge.norm1', 'proj': 'bridge.fc',
-    'norm2_proj': 'bridge.norm2', 'norm_out': 'outer.norm1', 'attn_out': 'outer.attn',
-    'norm_mlp': 'outer.norm2', 'mlp': 'outer.mlp',
+    'norm_in': 'word_layer.norm1', 'attn_in': 'word_layer.attn', 'norm_mlp_in': 'word_layer.norm2',
+    'mlp_in': 'word_layer.mlp', 'norm1_proj': 'words_to_sentence.norm1',
+    'proj': 'words_to_sentence.fc', 'norm2_proj': 'words_to_sentence.norm2',
+    'norm_out': 'sentence_layer.norm1', 'attn_out': 'sentence_layer.attn',
+    'norm_mlp': 'sentence_layer.norm2', 'mlp': 'sentence_layer.mlp',
 }
 MMPRETRAIN_TO_OURS = {
-    'norm1_proj': 'patch_embed.norm1', 'projection': 'patch_embed.fc',
-    'norm2_proj': 'patch_embed.norm2', 'head.fc': 'head.fc',
+    **PIXEL_PATCH_TO_OURS, 'norm1_proj': 'sentence_embed.norm1',
+    'projection': 'sentence_embed.fc', 'norm2_proj': 'sentence_embed.norm2', 'head.fc': 'head.fc',
 }
 MMPRETRAIN_BLOCK_TO_OURS = {
-    'inner_block': 'inner', 'outer_block': 'outer', 'norm_proj': 'bridge.norm1',
-    'projection': 'bridge.fc',
+    'inner_block': 'word_layer', 'outer_block': 'sentence_layer',
+    'norm_proj': 'words_to_sentence.norm1', 'projection': 'words_to_sentence.fc',
 }
 MMPRETRAIN_LAYER_TO_OURS = {
     'norm_attn': 'norm1', 'attn.attn.in_proj_weight': 'attn.qkv.weight',
     'attn.attn.in_proj_bias': 'attn.qkv.bias', 'attn.attn.out_proj': 'attn.proj',
     'norm_ffn': 'norm2', 'ffn.layers.0.0': 'mlp.fc1', 'ffn.layers.1': 'mlp.fc2',
 }
-SOURCES = ('tnt_backbone', 'timm', 'official', 'mmpretrain')
+# tnt_backbone 0.1 named words/sentences pixel/patch and the block parts inner/bridge/outer.
+V01_TO_OURS = {**PIXEL_PATCH_TO_OURS, 'patch_embed': 'sentence_embed'}
+V01_BLOCK_TO_OURS = {'inner': 'word_layer', 'bridge': 'words_to_sentence',
+                     'outer': 'sentence_layer'}
 
 
 def _rename(name, table):
@@ -84,37 +91,26 @@ def unwrap_state_dict(checkpoint):
     return sd
 
 
-def detect_source(state_dict):
-    """Names the key scheme of an unwrapped state dict: one of :data:`SOURCES`."""
-    keys = set(state_dict)
-    if 'blocks.0.inner.attn.qkv.weight' in keys:
-        return 'tnt_backbone'
-    if 'blocks.0.attn_in.qk.weight' in keys:
-        return 'timm'
-    if 'blocks.0.inner_attn.qk.weight' in keys or 'outer_pos' in keys:
-        return 'official'
-    if 'layers.0.inner_block.attn.attn.in_proj_weight' in keys:
-        return 'mmpretrain'
-    raise ValueError('not a TNT checkpoint: none of the key schemes of timm, the official '
-                     'release, mmpretrain or tnt_backbone matches (e.g. no '
-                     f'"blocks.0.attn_in.qk.weight"); first keys: {sorted(keys)[:5]}')
+def _rename_blocks(sd, top_table, block_table, block_prefix='blocks'):
+    """Renames ``<block_prefix>.i.<rest>`` by ``block_table`` and other keys by ``top_table``."""
+    out = OrderedDict()
+    for k, v in sd.items():
+        m = re.match(rf'{block_prefix}\.(\d+)\.(.*)', k)
+        out[f'blocks.{m.group(1)}.{_rename(m.group(2), block_table)}' if m
+            else _rename(k, top_table)] = v
+    return out
 
 
 def _from_timm(sd):
-    out = OrderedDict()
+    fused = OrderedDict()
     for k, v in sd.items():
-        m = re.match(r'blocks\.(\d+)\.(.*)', k)
-        if not m:
-            out[_rename(k, TIMM_TO_OURS)] = v
-            continue
-        i, rest = m.groups()
-        if rest.startswith(('attn_in.v.', 'attn_out.v.')):
+        if re.search(r'\.attn_(in|out)\.v\.', k):
             continue  # folded into qkv below
-        if rest.startswith(('attn_in.qk.', 'attn_out.qk.')):
+        if re.search(r'\.attn_(in|out)\.qk\.', k):
             v = torch.cat([v, sd[k.replace('.qk.', '.v.')]], dim=0)
-            rest = rest.replace('.qk.', '.qkv.')
-        out[f'blocks.{i}.{_rename(rest, TIMM_BLOCK_TO_OURS)}'] = v
-    return out
+            k = k.replace('.qk.', '.qkv.')
+        fused[k] = v
+    return _rename_blocks(fused, TIMM_TO_OURS, TIMM_BLOCK_TO_OURS)
 
 
 def _from_official(sd):
@@ -130,29 +126,39 @@ def _from_official(sd):
 
 def _from_mmpretrain(sd):
     out = OrderedDict()
-    for k, v in sd.items():
-        m = re.match(r'layers\.(\d+)\.(inner_block|outer_block)\.(.*)', k)
-        if m:
-            i, part, rest = m.groups()
-            out[f'blocks.{i}.{MMPRETRAIN_BLOCK_TO_OURS[part]}.'
-                f'{_rename(rest, MMPRETRAIN_LAYER_TO_OURS)}'] = v
-            continue
-        m = re.match(r'layers\.(\d+)\.(.*)', k)
-        if m:
-            out[f'blocks.{m.group(1)}.{_rename(m.group(2), MMPRETRAIN_BLOCK_TO_OURS)}'] = v
-        else:
-            out[_rename(k, MMPRETRAIN_TO_OURS)] = v
+    for k, v in _rename_blocks(sd, MMPRETRAIN_TO_OURS, MMPRETRAIN_BLOCK_TO_OURS,
+                               'layers').items():
+        m = re.match(r'(blocks\.\d+\.(?:word|sentence)_layer)\.(.*)', k)
+        out[f'{m.group(1)}.{_rename(m.group(2), MMPRETRAIN_LAYER_TO_OURS)}' if m else k] = v
     return out
 
 
-CONVERTERS = {'tnt_backbone': OrderedDict, 'timm': _from_timm, 'official': _from_official,
-              'mmpretrain': _from_mmpretrain}
+# source -> (a key only that source's checkpoints have, converter to our names)
+CONVERTERS = OrderedDict([
+    ('tnt_backbone', ('blocks.0.word_layer.attn.qkv.weight', OrderedDict)),
+    ('tnt_backbone-0.1', ('blocks.0.inner.attn.qkv.weight',
+                          lambda sd: _rename_blocks(sd, V01_TO_OURS, V01_BLOCK_TO_OURS))),
+    ('timm', ('blocks.0.attn_in.qk.weight', _from_timm)),
+    ('official', ('blocks.0.inner_attn.qk.weight', _from_official)),
+    ('mmpretrain', ('layers.0.inner_block.attn.attn.in_proj_weight', _from_mmpretrain)),
+])
+SOURCES = tuple(CONVERTERS)
+
+
+def detect_source(state_dict):
+    """Names the key scheme of an unwrapped state dict: one of :data:`SOURCES`."""
+    for source, (marker, _) in CONVERTERS.items():
+        if marker in state_dict:
+            return source
+    raise ValueError('not a TNT checkpoint: none of the key schemes of timm, the official '
+                     'release, mmpretrain or tnt_backbone matches (e.g. no '
+                     f'"blocks.0.attn_in.qk.weight"); first keys: {sorted(state_dict)[:5]}')
 
 
 def detect_layout(state_dict):
     """'v2' or 'legacy' from a state dict in our key names: legacy blocks norm each word."""
-    word_norm = state_dict['blocks.0.bridge.norm1.weight'].shape[0]
-    return 'legacy' if word_norm == state_dict['pixel_pos'].shape[1] else 'v2'
+    word_norm = state_dict['blocks.0.words_to_sentence.norm1.weight'].shape[0]
+    return 'legacy' if word_norm == state_dict['word_pos'].shape[1] else 'v2'
 
 
 def convert_tnt_checkpoint(checkpoint):
@@ -167,11 +173,11 @@ def convert_tnt_checkpoint(checkpoint):
     """
     sd = unwrap_state_dict(checkpoint)
     source = detect_source(sd)
-    sd = CONVERTERS[source](sd)
-    pixel_pos = sd['pixel_pos']
-    if pixel_pos.dim() == 3:  # official v2 stores words as tokens: (1, n, c) -> (1, c, w, w)
-        w = math.isqrt(pixel_pos.shape[1])
-        sd['pixel_pos'] = pixel_pos.transpose(1, 2).reshape(1, -1, w, w)
+    sd = CONVERTERS[source][1](sd)
+    word_pos = sd['word_pos']
+    if word_pos.dim() == 3:  # official v2 stores words as tokens: (1, n, c) -> (1, c, w, w)
+        w = math.isqrt(word_pos.shape[1])
+        sd['word_pos'] = word_pos.transpose(1, 2).reshape(1, -1, w, w)
     return sd, source, detect_layout(sd)
 
 
@@ -202,22 +208,29 @@ def load_pretrained(model, filename, prefix=None, logger='current'):
     own = model.state_dict()
     # the classifier head, and the final norm of a dense-output model, have no place here
     sd = {k: v for k, v in sd.items() if k in own or not k.startswith(('head.', 'norm.'))}
-    ckpt_grid = _grid_of(sd['patch_pos'].shape[1] - 1, f'{filename}: patch_pos')
+    unbuilt = sorted({int(m.group(1)) for m in map(re.compile(r'blocks\.(\d+)\.').match, sd)
+                      if m and int(m.group(1)) >= len(model.blocks)})
+    if unbuilt:
+        sd = {k: v for k, v in sd.items()
+              if not (k.startswith('blocks.') and int(k.split('.')[1]) in unbuilt)}
+        print_log(f'skipped blocks {unbuilt[0]}-{unbuilt[-1]} of {filename}: the model stops '
+                  f'at block {len(model.blocks) - 1}, its last output', logger=logger)
+    ckpt_grid = _grid_of(sd['sentence_pos'].shape[1] - 1, f'{filename}: sentence_pos')
     if ckpt_grid != model.pos_grid:
-        print_log(f'resizing patch_pos of {filename} from {ckpt_grid} to {model.pos_grid}',
+        print_log(f'resizing sentence_pos of {filename} from {ckpt_grid} to {model.pos_grid}',
                   logger=logger)
-        sd['patch_pos'] = resize_pos_embed(sd['patch_pos'], ckpt_grid, model.pos_grid)
+        sd['sentence_pos'] = resize_pos_embed(sd['sentence_pos'], ckpt_grid, model.pos_grid)
     for k, v in sd.items():
         if k in own and own[k].shape != v.shape:
             raise ValueError(
-                f'{filename} does not fit this TNT (arch inner/outer dims '
-                f'{model.inner_dim}/{model.embed_dims}, depth {model.num_layers}): {k} has shape '
+                f'{filename} does not fit this TNT (arch word/sentence dims '
+                f'{model.word_dim}/{model.sentence_dim}, depth {model.depth}): {k} has shape '
                 f'{tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model. '
-                f'Checkpoint dims: inner {sd["pixel_pos"].shape[1]}, outer '
+                f'Checkpoint dims: word {sd["word_pos"].shape[1]}, sentence '
                 f'{sd["cls_token"].shape[-1]}')
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    # Dense-output norms and the pyramid are new modules: not missing in any real sense.
-    missing = [k for k in missing if not k.startswith(('out_norms.', 'pyramid.', 'word_map.'))]
+    # The output norms are new modules: not missing in any real sense.
+    missing = [k for k in missing if not k.startswith(('out_norms.', 'word_norm.'))]
     print_log(f'loaded {source} TNT checkpoint {filename} (layout {layout})', logger=logger)
     if missing:
         print_log(f'missing keys in {filename}: {missing}', logger=logger, level=30)

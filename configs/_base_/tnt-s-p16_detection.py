@@ -3,34 +3,41 @@
 # picks them with `{{_base_.tnt_backbone}}` etc.
 custom_imports = dict(imports=['tnt_backbone'], allow_failed_imports=False)
 
-# The paper's detection setting: the sentences of blocks 3/6/9/12 (stride 16) brought to
-# strides 4/8/16/32 (deconv x4, deconv x2, identity, max-pool) for the FPN. The 224-px position
-# grid is resized to each input's grid at every forward; inputs are padded to a multiple of 16.
+# The paper's detection setting with a plain backbone: the sentences of blocks 3/6/9/12
+# (stride 16), each with its own LayerNorm, brought to strides 4/8/16/32 by the neck below.
+# The 224-px position grid is resized to each input's grid at every forward; inputs are padded
+# to a multiple of 16.
 tnt_backbone = dict(
     _delete_=True,  # replaces the ResNet of mmdet's model bases
     type='tnt_backbone.TNT',
     arch='small',
     out_indices=(2, 5, 8, 11),
-    out_type='pyramid',
     drop_path_rate=0.1,
-    final_norm=False,  # the class token's norm: unused by dense outputs
     init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth'))
+
+# ViTDet's simple feature pyramid: x4 (ConvT-LN-GELU-ConvT), x2 (ConvT), x1, x0.5 (max-pool),
+# narrowed at the fine levels (D/4 = 96 channels at stride 4, D/2 = 192 at stride 8), where
+# the maps are largest; LayerNorm over channels, independent of the batch size.
+tnt_pyramid = dict(type='tnt_backbone.SimpleFeaturePyramid', in_channels=384,
+                   scales=(4, 2, 1, 0.5))
+tnt_pyramid_channels = [96, 192, 384, 384]
 
 # mean = std = 0.5 in [0, 1] units, the TNT ImageNet normalisation (merged into mmdet's
 # DetDataPreprocessor, which converts BGR to RGB)
 tnt_data_preprocessor = dict(mean=[127.5] * 3, std=[127.5] * 3)
 
-# What the FPN-style configs set in `model`: normalisation, backbone, and the neck's input
-# widths (four D = 384 maps). Merged into the mmdet model base like an inline dict.
+# What the FPN-style configs set in `model`: normalisation, backbone, and the neck: the
+# pyramid, then mmdet's FPN (mmengine builds a list of necks as nn.Sequential).
 tnt_model = dict(
     data_preprocessor=tnt_data_preprocessor,
     backbone=tnt_backbone,
-    neck=dict(in_channels=[384] * 4))
+    neck=[tnt_pyramid, dict(type='FPN', in_channels=tnt_pyramid_channels, out_channels=256,
+                            num_outs=5)])
 
 # AdamW lr 1e-4 (total batch 16), weight decay 0.05, layer-wise lr decay 0.7 (ViTDet's rate
-# for 12-block ViTs): the pyramid, neck and heads train at the full lr, block 12 at 0.7x, each
-# earlier block at 0.7x the next, the embeddings lowest; norms, biases, position embeddings
-# and the class token get no weight decay.
+# for 12-block ViTs): the output norms, neck and heads train at the full lr, block 12 at 0.7x,
+# each earlier block at 0.7x the next, the embeddings lowest; norms, biases, position
+# embeddings and the class token get no weight decay.
 tnt_optim_wrapper = dict(
     _delete_=True,  # replaces the SGD of mmdet's schedule bases
     type='OptimWrapper',

@@ -15,9 +15,7 @@ model = dict(
         type='tnt_backbone.TNT',
         arch='small',
         out_indices=(11, ),
-        out_type='featmap',
         drop_path_rate=0.1,
-        final_norm=False,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth')),
     neck=dict(in_channels=[384]))
 optim_wrapper = dict(

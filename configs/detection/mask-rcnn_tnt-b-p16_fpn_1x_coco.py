@@ -5,4 +5,7 @@ model = dict(
     backbone=dict(
         arch='base',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-b-p16_in1k.pth')),
-    neck=dict(in_channels=[640] * 4))
+    neck=[
+        dict(type='tnt_backbone.SimpleFeaturePyramid', in_channels=640),
+        dict(type='FPN', in_channels=[160, 320, 640, 640], out_channels=256, num_outs=5),
+    ])

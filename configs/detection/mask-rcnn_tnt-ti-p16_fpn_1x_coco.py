@@ -5,4 +5,7 @@ model = dict(
     backbone=dict(
         arch='tiny',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-ti-p16_in1k.pth')),
-    neck=dict(in_channels=[192] * 4))
+    neck=[
+        dict(type='tnt_backbone.SimpleFeaturePyramid', in_channels=192),
+        dict(type='FPN', in_channels=[48, 96, 192, 192], out_channels=256, num_outs=5),
+    ])

@@ -10,7 +10,9 @@ model = dict(
     data_preprocessor={{_base_.tnt_data_preprocessor}},
     pretrained=None,
     backbone={{_base_.tnt_backbone}},
-    neck=dict(in_channels=[384] * 4),
+    neck=[{{_base_.tnt_neck}},
+          dict(type='FPN', in_channels={{_base_.tnt_neck_channels}}, out_channels=256,
+               num_outs=4)],
     decode_head=dict(num_classes=150),
     test_cfg={{_base_.tnt_test_cfg}})
 optim_wrapper = {{_base_.tnt_optim_wrapper}}

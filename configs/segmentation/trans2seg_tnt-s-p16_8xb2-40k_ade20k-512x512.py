@@ -24,7 +24,6 @@ model = dict(
         arch='small',
         img_size=512,
         out_indices=(11, ),
-        out_type='featmap',
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth')),
     decode_head=dict(

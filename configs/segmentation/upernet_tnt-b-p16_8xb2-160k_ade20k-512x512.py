@@ -6,5 +6,6 @@ model = dict(
         arch='base',
         drop_path_rate=0.2,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-b-p16_in1k.pth')),
-    decode_head=dict(in_channels=[640] * 4, channels=768),
+    neck=dict(in_channels=640),
+    decode_head=dict(in_channels=[160, 320, 640, 640], channels=768),
     auxiliary_head=dict(in_channels=640))

@@ -1,5 +1,5 @@
 # UperNet with a TNT-S backbone on ADE20K: 8 GPUs x 2 images, 160k iterations, 512x512 crops,
-# auxiliary FCN head on the stride-16 level, sliding-window inference. Backbone (224 position
+# auxiliary FCN head on the stride-16 level (the neck's third), sliding-window inference. Backbone (224 position
 # grid resized to 32x32 at load), optimizer and warm-up: configs/_base_/tnt-s-p16_ade20k.py.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
@@ -10,7 +10,8 @@ model = dict(
     data_preprocessor={{_base_.tnt_data_preprocessor}},
     pretrained=None,
     backbone={{_base_.tnt_backbone}},
-    decode_head=dict(in_channels=[384] * 4, channels=512, num_classes=150),
+    neck={{_base_.tnt_neck}},
+    decode_head=dict(in_channels={{_base_.tnt_neck_channels}}, channels=512, num_classes=150),
     auxiliary_head=dict(in_channels=384, num_classes=150),
     test_cfg={{_base_.tnt_test_cfg}})
 optim_wrapper = {{_base_.tnt_optim_wrapper}}

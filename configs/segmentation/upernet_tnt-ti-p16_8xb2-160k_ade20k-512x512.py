@@ -5,5 +5,6 @@ model = dict(
     backbone=dict(
         arch='tiny',
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-ti-p16_in1k.pth')),
-    decode_head=dict(in_channels=[192] * 4),
+    neck=dict(in_channels=192),
+    decode_head=dict(in_channels=[48, 96, 192, 192]),
     auxiliary_head=dict(in_channels=192))

@@ -130,7 +130,7 @@ def parse_args(argv):
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
     parser.add_argument('--timm-dtype', choices=['fp32', 'bf16'],
                         help='autocast dtype of the timm reference (default: --dtype)')
-    parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'pyramid'])
+    parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'featmap'])
     parser.add_argument('--window-size', type=int, default=0)
     parser.add_argument('--compile', action='store_true', help='torch.compile both models')
     parser.add_argument('--iters', type=int, default=10)

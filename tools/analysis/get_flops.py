@@ -80,7 +80,7 @@ def main():
     parser.add_argument('--arch', default='small')
     parser.add_argument('--layout', default='v2')
     parser.add_argument('--out-type', default='cls_token',
-                        choices=['cls_token', 'featmap', 'pyramid'])
+                        choices=['cls_token', 'featmap'])
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224])
     args = parser.parse_args()
     model = config_model(args.config) if args.config else backbone_model(args)

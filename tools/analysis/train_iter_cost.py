@@ -4,6 +4,12 @@
         --shape 800 1333 --batch 2
     python tools/analysis/train_iter_cost.py \
         configs/segmentation/upernet_tnt-s-p16_8xb2-160k_ade20k-512x512.py --shape 512 512
+    python tools/analysis/train_iter_cost.py configs/detection/mask-rcnn_tnt-s-p16_fpn_1x_coco.py \
+        --compare mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py --shape 800 1333 --batch 1
+
+With ``--compare OTHER`` (a path, or ``mmdet::``/``mmseg::`` for a config shipped in that
+package) both configs are measured alternately, each in a fresh process, ``--rounds`` times;
+the medians of both and their ratios are reported.
 
 The model is built from the config without its pretrained checkpoint (random weights cost the
 same) and fed a generated batch of the given size (detection: 5 boxes with masks per image;
@@ -12,7 +18,11 @@ backward and the optimizer step. Reported: median seconds over ``--iters`` itera
 one warm-up, and the growth of the process's peak RSS over the built model's.
 """
 import argparse
+import json
+import os.path as osp
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -56,13 +66,57 @@ def parse_args(argv):
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='config overrides, e.g. model.backbone.with_cp=True')
+                        help='config overrides (of CONFIG only), e.g. model.backbone.with_cp=True')
+    parser.add_argument('--compare', metavar='OTHER', help='a second config, measured alternately')
+    parser.add_argument('--rounds', type=int, default=3, help='alternations with --compare')
+    parser.add_argument('--json', action='store_true', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def config_path(name):
+    """A file path, or ``package::relative/path.py`` for a config shipped in that package."""
+    if '::' not in name:
+        return name
+    from mmengine.utils import get_installed_path
+    package, rel = name.split('::', 1)
+    return osp.join(get_installed_path(package), '.mim', 'configs', rel)
+
+
+def measure_in_child(config, args, cfg_options):
+    cmd = [sys.executable, __file__, config, '--shape', *map(str, args.shape), '--batch',
+           str(args.batch), '--iters', str(args.iters), '--json']
+    if cfg_options:
+        cmd += ['--cfg-options', *cfg_options]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def compare(args):
+    """Alternates CONFIG and OTHER in fresh processes; prints medians and ratios."""
+    cfg_options = [f'{k}={v}' for k, v in args.cfg_options.items()]
+    runs = {args.config: [], args.compare: []}
+    for r in range(args.rounds):
+        for config in runs:
+            runs[config].append(measure_in_child(
+                config, args, cfg_options if config == args.config else []))
+            print(f'round {r + 1}: {config}: {runs[config][-1]["seconds"]:.1f} s, '
+                  f'+{runs[config][-1]["peak_gib"]:.2f} GiB', flush=True)
+    med = {c: {k: statistics.median(m[k] for m in ms) for k in ('seconds', 'peak_gib')}
+           for c, ms in runs.items()}
+    print(f'{args.shape[0]}x{args.shape[1]}, batch {args.batch}, medians of {args.rounds} '
+          f'alternating rounds:')
+    for c, m in med.items():
+        print(f'  {c}: {m["seconds"]:.1f} s per iteration, peak +{m["peak_gib"]:.2f} GiB')
+    a, b = med[args.config], med[args.compare]
+    print(f'  ratio: time {a["seconds"] / b["seconds"]:.2f}x, peak memory '
+          f'{a["peak_gib"] / b["peak_gib"]:.2f}x')
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    if args.compare:
+        return compare(args)
+    cfg = Config.fromfile(config_path(args.config))
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.init_cfg = None
@@ -79,11 +133,14 @@ def main(argv=None):
         losses = model(**model.data_preprocessor(batch, True), mode='loss')
         optim_wrapper.update_params(model.parse_losses(losses)[0])
         times.append(time.perf_counter() - start)
-    peak = peak_rss_mib()
+    seconds, peak_gib = statistics.median(times[1:]), (peak_rss_mib() - base) / 1024
+    if args.json:
+        print(json.dumps(dict(seconds=seconds, peak_gib=peak_gib)))
+        return
     print(f'{args.config}: {args.shape[0]}x{args.shape[1]}, batch {args.batch}, '
           f'{torch.get_num_threads()} threads')
-    print(f'  {statistics.median(times[1:]):.1f} s per training iteration, '
-          f'peak memory +{(peak - base) / 1024:.2f} GiB over the built model')
+    print(f'  {seconds:.1f} s per training iteration, '
+          f'peak memory +{peak_gib:.2f} GiB over the built model')
 
 
 if __name__ == '__main__':

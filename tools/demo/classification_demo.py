@@ -5,7 +5,7 @@
    loss and the validation top-1 of every epoch (``--resume``: an interrupted demo continues, a
    finished one is not retrained);
 3. evaluates the final checkpoint with tools/test.py (top-1 on the toy val set);
-4. initialises a TNT backbone (dense 'pyramid' outputs, as detection and segmentation use it)
+4. initialises a TNT backbone (dense 'featmap' outputs, as detection and segmentation use it)
    with ``init_cfg=dict(type='Pretrained', checkpoint=<that checkpoint>)`` and checks that
    every backbone weight arrived unchanged.
 
@@ -27,8 +27,8 @@ def hand_off(checkpoint):
     """Loads the classifier checkpoint into a TNT backbone with dense outputs.
 
     Returns (equal, shared): how many of the tensors that backbone shares with the checkpoint
-    hold the same values. (Its output norms and pyramid are new; the classifier's final norm is
-    not used by dense outputs.)
+    hold the same values. (Its output norms are new; the classifier's final norm is not used by
+    dense outputs.)
     """
     import torch
     from mmengine.registry import init_default_scope
@@ -61,7 +61,7 @@ def main():
         f'Toy ImageNet val set, TNT-Ti/16 from scratch ({time.time() - start:.0f} s):',
         f'  top-1 {metrics["accuracy/top1"]:.1f} %   (5 classes: chance is 20 %)',
         f'  checkpoint {checkpoint}',
-        f"  TNT(out_type='pyramid', init_cfg=dict(type='Pretrained', checkpoint=...)): "
+        f"  TNT(out_type='featmap', init_cfg=dict(type='Pretrained', checkpoint=...)): "
         f'{equal}/{shared} tensors equal to the classifier\'s'])
     if not shared or equal != shared:
         sys.exit('the backbone did not receive the checkpoint\'s weights')

@@ -10,20 +10,26 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
-from ..layers import PixelEmbed, SimplePyramid, TNTBlock, WordMap, WordsToSentence, \
-    resize_pos_embed
+from ..layers import TNTBlock, WordEmbed, WordsToSentence, resize_pos_embed
 
-ARCH_KEYS = ('inner_dim', 'outer_dim', 'depth', 'inner_heads', 'outer_heads', 'mlp_ratio')
+ARCH_KEYS = ('word_dim', 'sentence_dim', 'depth', 'word_heads', 'sentence_heads', 'mlp_ratio')
 
 
-def _arch(inner_dim, outer_dim, inner_heads, outer_heads):
-    return dict(inner_dim=inner_dim, outer_dim=outer_dim, depth=12, inner_heads=inner_heads,
-                outer_heads=outer_heads, mlp_ratio=4.)
+def _arch(word_dim, sentence_dim, word_heads, sentence_heads):
+    return dict(word_dim=word_dim, sentence_dim=sentence_dim, depth=12, word_heads=word_heads,
+                sentence_heads=sentence_heads, mlp_ratio=4.)
 
 
 @MODELS.register_module()
 class TNT(BaseModule):
     """Transformer iN Transformer backbone for any input size.
+
+    The image is cut into ``patch_size`` x ``patch_size`` visual sentences of 4x4 visual words
+    each. Every block runs a word layer (a transformer over the 16 words of each sentence),
+    folds the words into their sentence, and runs a sentence layer (a transformer over the
+    sentences and the class token). The backbone is plain: it returns maps at one stride (16)
+    and, on request, the word map at stride 4; a neck (:class:`SimpleFeaturePyramid`) makes a
+    pyramid of them.
 
     Images are zero-padded at bottom/right to a multiple of ``patch_size``; the sentence position
     embedding, stored for the ``img_size`` grid, is resized bicubically to the current grid at
@@ -31,45 +37,43 @@ class TNT(BaseModule):
 
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``'ti'``, ``'s'``, ``'b'``), or
-            a dict with keys ``inner_dim, outer_dim, depth, inner_heads, outer_heads, mlp_ratio``.
-            Defaults to ``'small'``.
+            a dict with keys ``word_dim, sentence_dim, depth, word_heads, sentence_heads,
+            mlp_ratio``. Defaults to ``'small'``.
         layout (str): ``'v2'`` (official 81.5 % weights, timm ``tnt_s_patch16_224``) or
             ``'legacy'`` (paper v1, timm ``tnt_s_legacy_patch16_224``, mmpretrain).
             Defaults to ``'v2'``.
         img_size (int | tuple): Pretraining size that fixes the stored position grid.
             Defaults to 224.
-        patch_size (int): Sentence size in pixels. Defaults to 16.
+        patch_size (int): Sentence side in pixels. Defaults to 16.
         in_channels (int): Image channels. Defaults to 3.
         out_indices (Sequence[int] | None): Blocks whose output is returned, increasing;
-            negatives count from the end. Defaults to None: the last block for
+            negatives count from the end. Blocks after the last of them are not built (their
+            checkpoint weights are skipped at load). Defaults to None: the last block for
             ``'cls_token'``, else four evenly spaced blocks (``(2, 5, 8, 11)`` at depth 12).
-        out_type (str): ``'pyramid'`` (four maps at strides 4, 8, 16, 32 from the four
-            ``out_indices``), ``'featmap'`` ((B, D, Hp, Wp) per index) or ``'cls_token'``
-            ((B, D) per index, the last block's after the final norm; the last output block
-            then updates the class token alone, since nothing reads its other sentences).
-            Defaults to ``'pyramid'``.
-        pyramid_channels (int | None): Channels of every pyramid level; None keeps D.
-        stride4_from_words (bool): Build the pyramid's stride-4 level from the first output
-            block's visual words (its own H/4 x W/4 map of dim c, projected to the pyramid
-            width) instead of upsampling its sentences x4. Defaults to False: the upsampled
-            sentences are the paper's detection setting and carry D channels of context,
-            where the words are local and only c wide.
-        pyramid_norm_cfg (dict): Norm inside the x4 upsampler. Defaults to ``dict(type='BN')``.
+        out_type (str): ``'featmap'``: the sentences as a (B, D, Hp, Wp) map per index, each
+            with its own LayerNorm; ``'cls_token'``: the class token, (B, D) per index, the last
+            block's after the final norm (the last output block then updates the class token
+            alone, since nothing reads its other sentences). Defaults to ``'featmap'``.
+        word_map_index (int | None): ``'featmap'`` only: also return the words of this block as
+            a stride-4 map (B, c, 4Hp, 4Wp) (the 4x4 words of each sentence are the 4x4 cells of
+            its 16x16 pixels), LayerNorm-ed, before the sentence maps. Defaults to None.
         qkv_bias (bool): Defaults to False.
         drop_rate (float): Dropout after projections and position embedding. Defaults to 0.
         attn_drop_rate (float): Dropout on attention weights. Defaults to 0.
-        drop_path_rate (float): Stochastic depth, rising linearly to this over the blocks.
-            Defaults to 0.
-        window_size (int): Outer attention within ``window_size``-patch windows (ViTDet style)
-            in every block not listed in ``global_attn_indices``. Defaults to 0 (all global).
-        global_attn_indices (Sequence[int] | None): Blocks with global outer attention when
+        drop_path_rate (float): Stochastic depth, rising linearly to this over the blocks of
+            the full depth. Defaults to 0.
+        window_size (int): Sentence attention within ``window_size``-sentence windows (ViTDet
+            style) in every block not listed in ``global_attn_indices``. Defaults to 0 (all
+            global).
+        global_attn_indices (Sequence[int] | None): Blocks with global sentence attention when
             ``window_size > 0``. Defaults to None: four evenly spaced blocks, as ViTDet.
         final_norm (bool): Apply the final LayerNorm to the last block's class token
             (``'cls_token'`` outputs only). Defaults to True.
         with_cp (bool): Activation checkpointing of each block while training. Defaults to False.
         frozen_stages (int): -1 freezes nothing, 0 the embeddings, k > 0 the embeddings and the
             first k blocks. Defaults to -1.
-        norm_eval (bool): Keep BatchNorm layers in eval mode while training. Defaults to False.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training (TNT has none; kept
+            for the mmdet/mmseg backbone interface). Defaults to False.
         init_cfg (dict | list | None): ``dict(type='Pretrained', checkpoint=PATH)`` loads a TNT
             checkpoint of any supported source (see :mod:`tnt_backbone.checkpoint`).
     """
@@ -78,11 +82,11 @@ class TNT(BaseModule):
         **dict.fromkeys(['s', 'small'], _arch(24, 384, 4, 6)),
         **dict.fromkeys(['b', 'base'], _arch(40, 640, 4, 10)),
     }
-    out_types = ('pyramid', 'featmap', 'cls_token')
+    out_types = ('featmap', 'cls_token')
+    words_per_side = 4
 
     def __init__(self, arch='small', layout='v2', img_size=224, patch_size=16, in_channels=3,
-                 out_indices=None, out_type='pyramid', pyramid_channels=None,
-                 stride4_from_words=False, pyramid_norm_cfg=dict(type='BN'), qkv_bias=False,
+                 out_indices=None, out_type='featmap', word_map_index=None, qkv_bias=False,
                  drop_rate=0., attn_drop_rate=0., drop_path_rate=0., window_size=0,
                  global_attn_indices=None, final_norm=True, with_cp=False,
                  frozen_stages=-1, norm_eval=False, init_cfg=None):
@@ -94,64 +98,65 @@ class TNT(BaseModule):
             raise ValueError(f'out_type must be one of {self.out_types}, got {out_type!r}')
         s = self.arch_settings
         self.layout = layout
-        self.inner_dim, self.embed_dims, self.num_layers = s['inner_dim'], s['outer_dim'], \
+        self.word_dim, self.sentence_dim, self.depth = s['word_dim'], s['sentence_dim'], \
             s['depth']
         self.patch_size = patch_size
         self.in_channels = in_channels
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.pos_grid = (img_size[0] // patch_size, img_size[1] // patch_size)
         self.out_type = out_type
-        evenly_spaced = tuple((k + 1) * self.num_layers // 4 - 1 for k in range(4))
+        evenly_spaced = tuple((k + 1) * self.depth // 4 - 1 for k in range(4))
         if out_indices is None:
             out_indices = (-1,) if out_type == 'cls_token' else evenly_spaced
         self.out_indices = self._parse_indices(out_indices, 'out_indices')
         if list(self.out_indices) != sorted(set(self.out_indices)):
             raise ValueError(f'out_indices must name blocks in increasing order, got {out_indices}')
-        if out_type == 'pyramid' and len(self.out_indices) != 4:
-            raise ValueError(f"out_type='pyramid' needs 4 out_indices, got {out_indices}")
+        if word_map_index is not None:
+            if out_type != 'featmap':
+                raise ValueError("word_map_index needs out_type='featmap'")
+            word_map_index = self._parse_indices(word_map_index, 'word_map_index')[0]
+            if word_map_index > max(self.out_indices):
+                raise ValueError(f'word_map_index {word_map_index} comes after the last of '
+                                 f'out_indices {self.out_indices}: the blocks between would '
+                                 f'be trained by nothing')
+        self.word_map_index = word_map_index
         self.final_norm = final_norm
         self.with_cp = with_cp
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        words_per_side = 4
-        num_words = words_per_side ** 2
-        self.pixel_embed = PixelEmbed(in_channels, self.inner_dim, patch_size,
-                                      patch_size // words_per_side, layout)
-        self.pixel_pos = nn.Parameter(
-            torch.zeros(1, self.inner_dim, words_per_side, words_per_side))
-        self.patch_embed = WordsToSentence(num_words, self.inner_dim, self.embed_dims)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
-        self.patch_pos = nn.Parameter(
-            torch.zeros(1, 1 + self.pos_grid[0] * self.pos_grid[1], self.embed_dims))
+        num_words = self.words_per_side ** 2
+        self.word_embed = WordEmbed(in_channels, self.word_dim, patch_size,
+                                    patch_size // self.words_per_side, layout)
+        self.word_pos = nn.Parameter(
+            torch.zeros(1, self.word_dim, self.words_per_side, self.words_per_side))
+        self.sentence_embed = WordsToSentence(num_words, self.word_dim, self.sentence_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.sentence_dim))
+        self.sentence_pos = nn.Parameter(
+            torch.zeros(1, 1 + self.pos_grid[0] * self.pos_grid[1], self.sentence_dim))
         self.pos_drop = nn.Dropout(drop_rate)
 
         global_blocks = () if window_size <= 0 else self._parse_indices(
             evenly_spaced if global_attn_indices is None else global_attn_indices,
             'global_attn_indices')
-        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        dpr = torch.linspace(0, drop_path_rate, self.depth).tolist()
+        # Blocks after the last output would never run: a parameter without a gradient, which
+        # distributed training rejects.
+        num_built = max(self.out_indices) + 1
         self.blocks = nn.ModuleList(
-            TNTBlock(self.inner_dim, self.embed_dims, num_words, s['inner_heads'],
-                     s['outer_heads'], s['mlp_ratio'], layout,
+            TNTBlock(self.word_dim, self.sentence_dim, num_words, s['word_heads'],
+                     s['sentence_heads'], s['mlp_ratio'], layout,
                      0 if i in global_blocks else window_size, qkv_bias, drop_rate,
-                     attn_drop_rate, dpr[i]) for i in range(self.num_layers))
-        # Dense outputs have their own norms: a final norm there would be a parameter without
-        # gradient, which distributed training rejects.
-        self.norm = nn.LayerNorm(self.embed_dims) if final_norm and out_type == 'cls_token' \
-            else nn.Identity()
-
-        self.word_map = WordMap(self.inner_dim, pyramid_channels or self.embed_dims,
-                                words_per_side) \
-            if out_type == 'pyramid' and stride4_from_words else None
-        if out_type != 'cls_token':
-            # One norm per dense output, as Swin does: the token scales differ across depth.
-            # A word-map level has its own norm, and an unused one would stall DDP.
+                     attn_drop_rate, dpr[i]) for i in range(num_built))
+        if out_type == 'cls_token':
+            self.norm = nn.LayerNorm(self.sentence_dim) \
+                if final_norm and num_built == self.depth else nn.Identity()
+        else:
+            # One norm per output, as Swin does: the token scales differ across depth.
             self.out_norms = nn.ModuleList(
-                nn.Identity() if i == 0 and self.word_map is not None
-                else nn.LayerNorm(self.embed_dims) for i in range(len(self.out_indices)))
-        if out_type == 'pyramid':
-            self.pyramid = SimplePyramid(self.embed_dims, pyramid_channels, pyramid_norm_cfg,
-                                         stride4_from_words)
+                nn.LayerNorm(self.sentence_dim) for _ in self.out_indices)
+            if word_map_index is not None:
+                self.word_norm = nn.LayerNorm(self.word_dim)
         self._freeze_stages()
 
     def _parse_arch(self, arch):
@@ -169,9 +174,9 @@ class TNT(BaseModule):
         indices = [indices] if isinstance(indices, int) else list(indices)
         out = []
         for i in indices:
-            if not -self.num_layers <= i < self.num_layers:
-                raise ValueError(f'{name} has {i}, outside a {self.num_layers}-block model')
-            out.append(i % self.num_layers)
+            if not -self.depth <= i < self.depth:
+                raise ValueError(f'{name} has {i}, outside a {self.depth}-block model')
+            out.append(i % self.depth)
         return tuple(out)
 
     # ---------------------------------------------------------------- weights
@@ -184,7 +189,7 @@ class TNT(BaseModule):
             return
         super().init_weights()
         if self.init_cfg is None:
-            for p in (self.cls_token, self.patch_pos, self.pixel_pos):
+            for p in (self.cls_token, self.sentence_pos, self.word_pos):
                 trunc_normal_(p, std=.02)
             self.apply(self._init_module)
 
@@ -200,24 +205,24 @@ class TNT(BaseModule):
 
     def no_weight_decay(self):
         """Parameter names that get no weight decay (besides norms and biases)."""
-        return {'pixel_pos', 'patch_pos', 'cls_token'}
+        return {'word_pos', 'sentence_pos', 'cls_token'}
 
     def get_layer_depth(self, param_name, prefix=''):
-        """Layer id for layer-wise lr decay: (layer_id, num_layers + 2).
+        """Layer id for layer-wise lr decay: (layer_id, depth + 2).
 
         Embeddings are layer 0, block i is layer i + 1, everything after the blocks (final norm,
-        output norms, pyramid) is layer ``depth + 1``.
+        output norms) is layer ``depth + 1``.
         """
         name = param_name[len(prefix):] if prefix and param_name.startswith(prefix) \
             else param_name
-        num_layers = self.num_layers + 2
+        num_layers = self.depth + 2
         if name.startswith('blocks.'):
             return int(name.split('.')[1]) + 1, num_layers
         if name.split('.')[0] in self.embedding_names:
             return 0, num_layers
         return num_layers - 1, num_layers
 
-    embedding_names = ('pixel_embed', 'pixel_pos', 'patch_embed', 'cls_token', 'patch_pos')
+    embedding_names = ('word_embed', 'word_pos', 'sentence_embed', 'cls_token', 'sentence_pos')
 
     # ---------------------------------------------------------------- train mode
     def _freeze_stages(self):
@@ -261,10 +266,10 @@ class TNT(BaseModule):
         p = self.patch_size
         hw_shape = (math.ceil(H / p), math.ceil(W / p))
         x = F.pad(x, (0, hw_shape[1] * p - W, 0, hw_shape[0] * p - H))
-        words = self.pixel_embed(x, self.pixel_pos)
+        words = self.word_embed(x, self.word_pos)
         sentences = torch.cat([self.cls_token.expand(B, -1, -1),
-                               self.patch_embed(words, B)], dim=1)
-        sentences = sentences + resize_pos_embed(self.patch_pos, self.pos_grid, hw_shape)
+                               self.sentence_embed(words, B)], dim=1)
+        sentences = sentences + resize_pos_embed(self.sentence_pos, self.pos_grid, hw_shape)
         return words, self.pos_drop(sentences), hw_shape
 
     def _run_block(self, block, words, sentences, hw_shape, cls_only):
@@ -274,27 +279,32 @@ class TNT(BaseModule):
                                  use_reentrant=False)
         return block(words, sentences, hw_shape, cls_only)
 
+    def word_map(self, words, hw_shape):
+        """Words (B*Hp*Wp, w*w, c) laid out as the stride-4 map (B, c, w*Hp, w*Wp) they tile."""
+        (Hp, Wp), w = hw_shape, self.words_per_side
+        c = words.shape[-1]
+        x = self.word_norm(words).reshape(-1, Hp, Wp, w, w, c).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(-1, c, Hp * w, Wp * w)
+
     def forward(self, x):
         """x: (B, C, H, W) float. Returns a tuple by ``out_type`` (see the class docstring)."""
         words, sentences, hw_shape = self.embed(x)
         B = sentences.shape[0]
-        outs = []
-        last = max(self.out_indices)
-        for i, block in enumerate(self.blocks[:last + 1]):
-            # Class-token outputs read nothing else of the last block run, so its outer
-            # transformer computes the class token alone (sparing most of that transformer).
+        outs, word_map = [], None
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            # Class-token outputs read nothing else of the last block run, so its sentence
+            # layer computes the class token alone (sparing most of that layer).
             cls_only = self.out_type == 'cls_token' and i == last
             words, sentences = self._run_block(block, words, sentences, hw_shape, cls_only)
+            if i == self.word_map_index:
+                word_map = self.word_map(words, hw_shape)
             if i not in self.out_indices:
                 continue
             if self.out_type == 'cls_token':
-                outs.append(self.norm(sentences)[:, 0] if i == self.num_layers - 1
+                outs.append(self.norm(sentences[:, 0]) if i == self.depth - 1
                             else sentences[:, 0])
-            elif not outs and self.word_map is not None:
-                outs.append(self.word_map(words, hw_shape))
             else:
                 norm = self.out_norms[len(outs)]
                 outs.append(norm(sentences[:, 1:]).transpose(1, 2).reshape(B, -1, *hw_shape))
-        if self.out_type == 'pyramid':
-            outs = self.pyramid(outs)
-        return tuple(outs)
+        return tuple(outs) if word_map is None else (word_map, *outs)

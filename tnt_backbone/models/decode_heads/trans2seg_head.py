@@ -6,6 +6,7 @@ features and decoded class by class into one mask logit per pixel by a shared sm
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmengine.model.weight_init import trunc_normal_
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
@@ -24,14 +25,22 @@ class ClassQueryLayer(nn.Module):
         num_heads (int): Attention heads h.
         mlp_ratio (float): MLP hidden width over C.
         dropout (float): Dropout on attention outputs and in the MLP.
+        maps_only (bool): The last layer: only its cross-attention maps are read, so it has no
+            value or output projection and no MLP (parameters that nothing would train, which
+            distributed training rejects). Defaults to False.
     """
 
-    def __init__(self, embed_dims, num_heads, mlp_ratio, dropout):
+    def __init__(self, embed_dims, num_heads, mlp_ratio, dropout, maps_only=False):
         super().__init__()
+        self.num_heads = num_heads
+        self.maps_only = maps_only
         self.norm_self = nn.LayerNorm(embed_dims)
         self.self_attn = nn.MultiheadAttention(embed_dims, num_heads, dropout=dropout,
                                                batch_first=True)
         self.norm_cross = nn.LayerNorm(embed_dims)
+        if maps_only:
+            self.cross_qk = nn.Linear(embed_dims, 2 * embed_dims)
+            return
         self.cross_attn = nn.MultiheadAttention(embed_dims, num_heads, dropout=dropout,
                                                 batch_first=True)
         self.norm_mlp = nn.LayerNorm(embed_dims)
@@ -39,10 +48,23 @@ class ClassQueryLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(embed_dims, hidden), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, embed_dims), nn.Dropout(dropout))
 
+    def cross_attention_maps(self, queries, tokens):
+        """queries: (B, K, C), tokens: (B, N, C) -> softmax attention maps (B, h, K, N)."""
+        C, h = queries.shape[-1], self.num_heads
+        w, b = self.cross_qk.weight, self.cross_qk.bias
+        q = F.linear(queries, w[:C], b[:C]).unflatten(-1, (h, -1)).transpose(1, 2)
+        k = F.linear(tokens, w[C:], b[C:]).unflatten(-1, (h, -1)).transpose(1, 2)
+        return (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1)
+
     def forward(self, queries, tokens):
-        """queries: (B, K, C), tokens: (B, N, C) -> queries (B, K, C), attn (B, h, K, N)."""
+        """queries: (B, K, C), tokens: (B, N, C) -> queries (B, K, C), attn (B, h, K, N).
+
+        With ``maps_only`` the queries returned are None.
+        """
         q = self.norm_self(queries)
         queries = queries + self.self_attn(q, q, q, need_weights=False)[0]
+        if self.maps_only:
+            return None, self.cross_attention_maps(self.norm_cross(queries), tokens)
         out, attn = self.cross_attn(self.norm_cross(queries), tokens, tokens,
                                     need_weights=True, average_attn_weights=False)
         queries = queries + out
@@ -95,7 +117,8 @@ class Trans2SegHead(BaseDecodeHead):
         self.class_queries = nn.Parameter(trunc_normal_(torch.empty(1, self.num_classes, C),
                                                         std=.02))
         self.layers = nn.ModuleList(
-            ClassQueryLayer(C, num_heads, mlp_ratio, attn_dropout) for _ in range(num_layers))
+            ClassQueryLayer(C, num_heads, mlp_ratio, attn_dropout, maps_only=i == num_layers - 1)
+            for i in range(num_layers))
         # conv(cat(features, attn)) == conv_f(features) + conv_a(attn): the feature half is
         # then computed once per image instead of once per class.
         self.feat_conv = nn.Conv2d(C, hidden_channels, 3, padding=1)
@@ -118,7 +141,7 @@ class Trans2SegHead(BaseDecodeHead):
         queries = self.class_queries.expand(B, -1, -1)
         for layer in self.layers:
             queries, attn = layer(queries, tokens)
-        K, heads = queries.shape[1], attn.shape[1]
+        heads, K = attn.shape[1:3]
         # Softmax over N tokens puts a uniform map at 1/N; times N it is 1, like the features.
         attn = attn.transpose(1, 2).reshape(B * K, heads, H, W) * (H * W)
         fused = self.attn_conv(attn).view(B, K, -1, H, W) + self.feat_conv(x).unsqueeze(1)

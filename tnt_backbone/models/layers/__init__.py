@@ -1,7 +1,7 @@
 from .attention import Attention, WordAttention
-from .embed import PixelEmbed, WordsToSentence, resize_pos_embed
-from .pyramid import SimplePyramid, WordMap
+from .embed import WordEmbed, WordsToSentence, resize_pos_embed
+from .norm import LayerNorm2d
 from .tnt_block import Mlp, TNTBlock, TransformerLayer
 
-__all__ = ['Attention', 'Mlp', 'PixelEmbed', 'SimplePyramid', 'TNTBlock', 'TransformerLayer',
-           'WordAttention', 'WordMap', 'WordsToSentence', 'resize_pos_embed']
+__all__ = ['Attention', 'LayerNorm2d', 'Mlp', 'TNTBlock', 'TransformerLayer', 'WordAttention',
+           'WordEmbed', 'WordsToSentence', 'resize_pos_embed']

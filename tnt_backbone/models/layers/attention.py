@@ -1,4 +1,4 @@
-"""Multi-head self-attention of the outer (sentence) and inner (word) transformers."""
+"""Multi-head self-attention of the sentence and word layers."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -4,44 +4,44 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class PixelEmbed(nn.Module):
-    """Cuts an image into 16x16 patches (sentences) of 4x4 visual words each.
+class WordEmbed(nn.Module):
+    """Cuts an image into 16x16-pixel sentences of 4x4 visual words each and embeds the words.
 
     Two public weight layouts exist and differ only here (and in :class:`WordsToSentence`):
 
-    - ``'v2'`` (official 81.5 % weights, timm ``tnt_s_patch16_224``): patches are cut first and
-      the 7x7 stride-4 conv runs on each patch separately, zero-padded at patch borders.
+    - ``'v2'`` (official 81.5 % weights, timm ``tnt_s_patch16_224``): sentences are cut first
+      and the 7x7 stride-4 conv runs on each separately, zero-padded at sentence borders.
     - ``'legacy'`` (paper v1, timm ``tnt_s_legacy_patch16_224``, mmpretrain): the conv runs over
-      the whole image, then its output is cut into 4x4 words per patch.
+      the whole image, then its output is cut into 4x4 words per sentence.
 
     Args:
         in_channels (int): Image channels.
-        inner_dim (int): Word dimension c.
-        patch_size (int): Sentence size in pixels. Defaults to 16.
-        stride (int): Conv stride: words per patch side is ``patch_size // stride``.
+        word_dim (int): Word dimension c.
+        patch_size (int): Sentence side in pixels. Defaults to 16.
+        stride (int): Conv stride: words per sentence side is ``patch_size // stride``.
         layout (str): ``'v2'`` or ``'legacy'``.
     """
 
-    def __init__(self, in_channels, inner_dim, patch_size=16, stride=4, layout='v2'):
+    def __init__(self, in_channels, word_dim, patch_size=16, stride=4, layout='v2'):
         super().__init__()
         if patch_size % stride:
             raise ValueError(f'patch_size {patch_size} must be a multiple of stride {stride}')
         self.patch_size = patch_size
         self.words_per_side = patch_size // stride
         self.layout = layout
-        self.proj = nn.Conv2d(in_channels, inner_dim, kernel_size=7, padding=3, stride=stride)
+        self.proj = nn.Conv2d(in_channels, word_dim, kernel_size=7, padding=3, stride=stride)
 
-    def forward(self, x, pixel_pos):
-        """x: (B, C, H, W), H and W multiples of ``patch_size``; pixel_pos: (1, c, w, w).
+    def forward(self, x, word_pos):
+        """x: (B, C, H, W), H and W multiples of ``patch_size``; word_pos: (1, c, w, w).
 
-        Returns (B * Hp * Wp, w * w, c) word tokens, patches in row-major order.
+        Returns (B * Hp * Wp, w * w, c) word tokens, sentences in row-major order.
         """
         B, C, H, W = x.shape
         Hp, Wp, p, w = H // self.patch_size, W // self.patch_size, self.patch_size, \
             self.words_per_side
         if self.layout == 'v2':
             x = x.reshape(B, C, Hp, p, Wp, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, C, p, p)
-            x = self.proj(x) + pixel_pos  # (B*N, c, w, w)
+            x = self.proj(x) + word_pos  # (B*N, c, w, w)
             # Copied to a (word, channel) layout: the residual adds would otherwise carry the
             # transposed one through every block, where LayerNorm and its backward run 2-3x
             # slower on it.
@@ -49,7 +49,7 @@ class PixelEmbed(nn.Module):
         x = self.proj(x)  # (B, c, H/stride, W/stride)
         c = x.shape[1]
         x = x.reshape(B, c, Hp, w, Wp, w).permute(0, 2, 4, 3, 5, 1).reshape(B * Hp * Wp, w * w, c)
-        return x + pixel_pos.flatten(2).transpose(1, 2)
+        return x + word_pos.flatten(2).transpose(1, 2)
 
 
 class WordsToSentence(nn.Module):
@@ -61,20 +61,20 @@ class WordsToSentence(nn.Module):
 
     Args:
         num_words (int): Words per sentence.
-        inner_dim (int): Word dimension c.
-        outer_dim (int): Sentence dimension D.
+        word_dim (int): Word dimension c.
+        sentence_dim (int): Sentence dimension D.
         per_word_norm (bool): LayerNorm over each word (c) instead of the whole sentence (n*c).
         bias (bool): Bias of the linear map.
         out_norm (bool): LayerNorm on the output.
     """
 
-    def __init__(self, num_words, inner_dim, outer_dim, per_word_norm=False, bias=True,
+    def __init__(self, num_words, word_dim, sentence_dim, per_word_norm=False, bias=True,
                  out_norm=True):
         super().__init__()
         self.per_word_norm = per_word_norm
-        self.norm1 = nn.LayerNorm(inner_dim if per_word_norm else num_words * inner_dim)
-        self.fc = nn.Linear(num_words * inner_dim, outer_dim, bias=bias)
-        self.norm2 = nn.LayerNorm(outer_dim) if out_norm else nn.Identity()
+        self.norm1 = nn.LayerNorm(word_dim if per_word_norm else num_words * word_dim)
+        self.fc = nn.Linear(num_words * word_dim, sentence_dim, bias=bias)
+        self.norm2 = nn.LayerNorm(sentence_dim) if out_norm else nn.Identity()
 
     def forward(self, words, batch_size):
         """words: (B * N, n, c) -> (B, N, D)."""

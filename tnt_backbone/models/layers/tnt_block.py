@@ -1,4 +1,4 @@
-"""The TNT block: inner transformer over words, words folded into sentences, outer transformer."""
+"""The TNT block: a word layer, words folded into sentences, a sentence layer."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ class TransformerLayer(nn.Module):
         drop (float): Dropout after projections.
         attn_drop (float): Dropout on attention weights.
         drop_path (float): Stochastic-depth rate of both residual branches.
-        window_size (int): See :class:`Attention`; only for the outer transformer.
+        window_size (int): See :class:`Attention`; sentence layers only.
         words (bool): Attention among the words of each sentence (:class:`WordAttention`)
             instead of :class:`Attention`.
     """
@@ -84,31 +84,32 @@ class TransformerLayer(nn.Module):
 
 
 class TNTBlock(nn.Module):
-    """One TNT block.
+    """One TNT block: a word layer, the words folded into their sentence, a sentence layer.
 
     Args:
-        inner_dim (int): Word dimension c.
-        outer_dim (int): Sentence dimension D.
-        num_words (int): Words per sentence n (16 for 16x16 patches of 4x4 words).
-        inner_heads (int): Heads of the inner transformer.
-        outer_heads (int): Heads of the outer transformer.
-        mlp_ratio (float): MLP ratio of the outer transformer (the inner one always uses 4).
+        word_dim (int): Word dimension c.
+        sentence_dim (int): Sentence dimension D.
+        num_words (int): Words per sentence n (16 for 16x16 sentences of 4x4 words).
+        word_heads (int): Heads of the word layer.
+        sentence_heads (int): Heads of the sentence layer.
+        mlp_ratio (float): MLP ratio of the sentence layer (the word layer always uses 4).
         layout (str): ``'v2'`` or ``'legacy'``: how words are folded into sentences.
-        window_size (int): Windowed outer attention if > 0 (see :class:`Attention`).
+        window_size (int): Windowed sentence attention if > 0 (see :class:`Attention`).
         qkv_bias, drop, attn_drop, drop_path: as in :class:`TransformerLayer`.
     """
 
-    def __init__(self, inner_dim, outer_dim, num_words, inner_heads, outer_heads, mlp_ratio=4.,
-                 layout='v2', window_size=0, qkv_bias=False, drop=0., attn_drop=0.,
-                 drop_path=0.):
+    def __init__(self, word_dim, sentence_dim, num_words, word_heads, sentence_heads,
+                 mlp_ratio=4., layout='v2', window_size=0, qkv_bias=False, drop=0.,
+                 attn_drop=0., drop_path=0.):
         super().__init__()
         common = dict(qkv_bias=qkv_bias, drop=drop, attn_drop=attn_drop, drop_path=drop_path)
-        self.inner = TransformerLayer(inner_dim, inner_heads, 4., words=True, **common)
+        self.word_layer = TransformerLayer(word_dim, word_heads, 4., words=True, **common)
         legacy = layout == 'legacy'
-        self.bridge = WordsToSentence(num_words, inner_dim, outer_dim, per_word_norm=legacy,
-                                      bias=legacy, out_norm=not legacy)
-        self.outer = TransformerLayer(outer_dim, outer_heads, mlp_ratio, window_size=window_size,
-                                      **common)
+        self.words_to_sentence = WordsToSentence(num_words, word_dim, sentence_dim,
+                                                 per_word_norm=legacy, bias=legacy,
+                                                 out_norm=not legacy)
+        self.sentence_layer = TransformerLayer(sentence_dim, sentence_heads, mlp_ratio,
+                                               window_size=window_size, **common)
 
     def forward(self, words, sentences, hw_shape, cls_only=False):
         """words: (B*N, n, c); sentences: (B, 1 + N, D), class token first; hw_shape: (Hp, Wp).
@@ -116,7 +117,7 @@ class TNTBlock(nn.Module):
         Returns the updated (words, sentences), same shapes; with ``cls_only`` the sentences
         returned are the class token only, (B, 1, D).
         """
-        words = self.inner(words)
-        update = self.bridge(words, sentences.shape[0])
+        words = self.word_layer(words)
+        update = self.words_to_sentence(words, sentences.shape[0])
         sentences = sentences + F.pad(update, (0, 0, 1, 0))  # class token gets no update
-        return words, self.outer(sentences, hw_shape, 1 if cls_only else None)
+        return words, self.sentence_layer(sentences, hw_shape, 1 if cls_only else None)
