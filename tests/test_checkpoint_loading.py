@@ -103,3 +103,49 @@ def test_converter_keeps_a_detector_backbone(tmp_path):
     for k, v in model.state_dict().items():
         if f'backbone.{k}' in det:
             assert torch.equal(v, det[f'backbone.{k}']), k
+
+
+def test_release_0_1_names_are_read(tmp_path):
+    """tnt_backbone 0.1 saved pixel_*/patch_* and inner/bridge/outer names: the same weights
+    arrive under today's names (the old names written out by hand, not by the converter)."""
+    sd, _, _ = convert_tnt_checkpoint(FIXTURES['timm_v2']['state_dict'])
+    old_top = {'word_embed': 'pixel_embed', 'word_pos': 'pixel_pos',
+               'sentence_embed': 'patch_embed', 'sentence_pos': 'patch_pos'}
+    old_block = {'word_layer': 'inner', 'words_to_sentence': 'bridge',
+                 'sentence_layer': 'outer'}
+    old = {}
+    for k, v in sd.items():
+        parts = k.split('.')
+        if parts[0] == 'blocks':
+            parts[2] = old_block[parts[2]]
+        else:
+            parts[0] = old_top.get(parts[0], parts[0])
+        old['backbone.' + '.'.join(parts) if parts[0] != 'head' else k] = v
+    assert 'backbone.blocks.0.inner.attn.qkv.weight' in old
+    again, source, _ = convert_tnt_checkpoint({'state_dict': old})
+    assert source == 'tnt_backbone-0.1'
+    assert again.keys() == sd.keys() and all(torch.equal(again[k], sd[k]) for k in sd)
+    path = tmp_path / 'old.pth'
+    torch.save({'state_dict': old}, path)
+    with torch.no_grad():
+        out = pretrained(path)(FIXTURES['timm_v2']['input'])[0]
+    assert (out - FIXTURES['timm_v2']['cls_feature']).abs().max() < 1e-5
+
+
+def test_blocks_the_model_does_not_build_are_skipped_and_reported(tmp_path, monkeypatch):
+    import tnt_backbone.checkpoint as checkpoint
+    logged = []
+    monkeypatch.setattr(checkpoint, 'print_log', lambda msg, **kw: logged.append((msg, kw)))
+    path = tmp_path / 'ckpt.pth'
+    torch.save(FIXTURES['timm_v2']['state_dict'], path)
+    model = TNT(arch=ARCH, img_size=IMG, out_indices=(0,),
+                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    assert len(model.blocks) == 1
+    assert any(msg.startswith(f'skipped blocks 1-{ARCH["depth"] - 1} ') for msg, _ in logged)
+    assert all(kw.get('level', 20) < 30 for _, kw in logged)  # no warning: nothing is missing
+    sd, _, _ = convert_tnt_checkpoint(FIXTURES['timm_v2']['state_dict'])
+    own = model.state_dict()
+    for k in own:
+        if not k.startswith('out_norms.'):
+            assert torch.equal(own[k], sd[k]), k
