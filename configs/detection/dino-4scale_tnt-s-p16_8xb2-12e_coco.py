@@ -15,6 +15,9 @@ model = dict(
         type='tnt_backbone.TNT',
         arch='small',
         out_indices=(5, 8, 11),
+        window_size=14,  # windowed attention and checkpointing as the base's backbone
+        global_attn_indices=(2, 5, 8, 11),
+        with_cp=True,
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth')),
     neck=[

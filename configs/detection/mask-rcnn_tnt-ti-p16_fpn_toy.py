@@ -15,9 +15,11 @@ num_classes = 3
 # image) so that a CPU trains it in minutes; the backbone is the real TNT-Ti. From scratch, the
 # stride-4 level made of the visual words (local 4x4-pixel features, here of block 3) learns
 # boxes and masks far faster than one upsampled from the stride-16 sentences; the other levels
-# come from blocks 6/9/12, all levels D = 192 wide.
+# come from blocks 6/9/12, all levels D = 192 wide. An 8x8 sentence grid needs neither windows
+# nor activation checkpointing.
 model = dict(
-    backbone=dict(drop_path_rate=0., out_indices=(5, 8, 11), word_map_index=2, init_cfg=None),
+    backbone=dict(drop_path_rate=0., out_indices=(5, 8, 11), word_map_index=2, window_size=0,
+                  with_cp=False, init_cfg=None),
     neck=[
         dict(type='tnt_backbone.SimpleFeaturePyramid', in_channels=192, word_channels=12,
              out_channels=[192] * 4),

@@ -1,6 +1,6 @@
 // Multi-head self-attention over the 16 visual words of every sentence, on the CPU.
 //
-// The inner transformer runs attention on (B * Hp * Wp) sequences of 16 words with head dim
+// The word layer runs attention on (B * Hp * Wp) sequences of 16 words with head dim
 // 6-10: a few thousand flops per (sentence, head) pair. Batched matmuls spend most of their
 // time on per-matrix overhead and layout copies at that size, so here one thread solves a whole
 // pair in L1, reading q, k, v straight from the qkv projection's (T, 16, 3C) output and writing
