@@ -207,6 +207,7 @@ def test_bad_inputs_raise_clear_errors(bad, exc, match):
     (dict(arch=dict(word_dim=8)), 'custom TNT arch'),
     (dict(layout='v3'), 'layout'),
     (dict(out_type='tokens'), 'out_type'),
+    (dict(out_type='pyramid'), 'SimpleFeaturePyramid'),
     (dict(out_indices=(1, 2), word_map_index=3), 'after the last'),
     (dict(out_type='cls_token', word_map_index=0), 'featmap'),
     (dict(out_indices=(0, 1, 2, 12)), 'outside'),

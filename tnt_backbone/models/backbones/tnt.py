@@ -95,7 +95,10 @@ class TNT(BaseModule):
         if layout not in ('v2', 'legacy'):
             raise ValueError(f"layout must be 'v2' or 'legacy', got {layout!r}")
         if out_type not in self.out_types:
-            raise ValueError(f'out_type must be one of {self.out_types}, got {out_type!r}')
+            hint = " (the pyramid is a neck now: out_type='featmap' + " \
+                "neck=dict(type='tnt_backbone.SimpleFeaturePyramid', ...))" \
+                if out_type == 'pyramid' else ''
+            raise ValueError(f'out_type must be one of {self.out_types}, got {out_type!r}{hint}')
         s = self.arch_settings
         self.layout = layout
         self.word_dim, self.sentence_dim, self.depth = s['word_dim'], s['sentence_dim'], \
