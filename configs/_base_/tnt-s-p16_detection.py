@@ -27,6 +27,11 @@ tnt_backbone = dict(
 tnt_pyramid = dict(type='tnt_backbone.SimpleFeaturePyramid', in_channels=384,
                    scales=(4, 2, 1, 0.5))
 tnt_pyramid_channels = [96, 192, 384, 384]
+# Heads that start at stride 8 (RetinaNet, DINO): blocks 6/9/12 at x2, x1, x0.5, no stride-4
+# level (whose parameters nothing would train).
+tnt_backbone_from_stride8 = dict(tnt_backbone, out_indices=(5, 8, 11))
+tnt_pyramid_from_stride8 = dict(tnt_pyramid, scales=(2, 1, 0.5))
+tnt_pyramid_from_stride8_channels = [192, 384, 384]
 
 # mean = std = 0.5 in [0, 1] units, the TNT ImageNet normalisation (merged into mmdet's
 # DetDataPreprocessor, which converts BGR to RGB)

@@ -10,21 +10,12 @@ _base_ = [
 ]
 model = dict(
     data_preprocessor={{_base_.tnt_data_preprocessor}},
-    backbone=dict(
-        _delete_=True,
-        type='tnt_backbone.TNT',
-        arch='small',
-        out_indices=(5, 8, 11),
-        window_size=14,  # windowed attention and checkpointing as the base's backbone
-        global_attn_indices=(2, 5, 8, 11),
-        with_cp=True,
-        drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/tnt-s-p16_in1k.pth')),
+    backbone={{_base_.tnt_backbone_from_stride8}},
     neck=[
-        dict(type='tnt_backbone.SimpleFeaturePyramid', in_channels=384, scales=(2, 1, 0.5)),
-        dict(type='ChannelMapper', in_channels=[192, 384, 384], kernel_size=1,
-             out_channels=256, act_cfg=None, norm_cfg=dict(type='GN', num_groups=32),
-             num_outs=4),
+        {{_base_.tnt_pyramid_from_stride8}},
+        dict(type='ChannelMapper', in_channels={{_base_.tnt_pyramid_from_stride8_channels}},
+             kernel_size=1, out_channels=256, act_cfg=None,
+             norm_cfg=dict(type='GN', num_groups=32), num_outs=4),
     ])
 optim_wrapper = dict(
     constructor='tnt_backbone.LayerDecayOptimWrapperConstructor',
