@@ -123,7 +123,7 @@ def test_unconverted_paths_are_errors(tmp_path):
     a foreign TNT file there is an error naming the file and the fix."""
     path = tmp_path / 'timm.pth'
     torch.save(TIMM['state_dict'], path)
-    model = TNT(arch=ARCH, img_size=IMG)
+    model = TNT(arch=ARCH, img_size=IMG, out_type='cls_token', out_indices=(-1,))
     with pytest.raises(ValueError, match=f'{path} holds timm-format TNT weights.*tnt2mm.py'):
         load_checkpoint(model, str(path))
 
@@ -202,11 +202,11 @@ def dead_url():
 def test_load_from_an_url_goes_through_the_same_loader(server):
     """mmengine's ``load_from`` path (CheckpointLoader's http scheme) with our converted file."""
     folder, url, _ = server
-    source = TNT(arch=ARCH, img_size=IMG)
+    source = TNT(arch=ARCH, img_size=IMG, out_type='cls_token', out_indices=(-1,))
     name = serve(folder, 'det', '.pth', {'state_dict': {f'backbone.{k}': v for k, v in
                                                         source.state_dict().items()}})
     wrapper = torch.nn.Module()
-    wrapper.backbone = TNT(arch=ARCH, img_size=IMG)
+    wrapper.backbone = TNT(arch=ARCH, img_size=IMG, out_type='cls_token', out_indices=(-1,))
     load_checkpoint(wrapper, f'{url}/{name}')
     for k, v in source.state_dict().items():
         assert torch.equal(wrapper.backbone.state_dict()[k], v), k
