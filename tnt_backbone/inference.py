@@ -125,9 +125,13 @@ def build_inferencer(cfg, checkpoint, device):
         return inferencer
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=cfg, weights=checkpoint, device=device,
-                               classes=meta.get('classes'), palette=meta.get('palette'),
-                               show_progress=False)
+        inferencer = MMSegInferencer(model=cfg, weights=checkpoint, device=device)
+        inferencer.show_progress = False  # predict_images shows one bar over all images
+        if meta.get('classes'):  # else MMSegInferencer's Cityscapes names
+            palette = meta.get('palette') or np.random.default_rng(0).integers(
+                0, 256, (len(meta['classes']), 3)).tolist()
+            inferencer.model.dataset_meta = dict(classes=meta['classes'], palette=palette)
+        return inferencer
     if scope == 'tnt_backbone':
         return ImageClassificationInferencer(cfg, checkpoint, device, classes=meta.get('classes'),
                                              show_progress=False)
@@ -176,7 +180,7 @@ def predict_images(config, checkpoint, inputs, out_dir, score_thr=0.3, device=No
             Image.fromarray(result['predictions'].astype(np.uint8)).save(
                 osp.join(out_dir, 'preds', label_png))
             _write_json(pred_json, dict(label_map=label_png,
-                                        classes=list(inferencer.visualizer.dataset_meta[
+                                        classes=list(inferencer.model.dataset_meta[
                                             'classes'])))
         else:
             result = inferencer(path, return_vis=True)
