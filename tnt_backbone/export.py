@@ -54,20 +54,24 @@ def exportable_model(config, checkpoint=None):
     return net.eval()
 
 
-def export_onnx(net, shape, out, dynamic=False, batch=1, opset=18):
+def export_onnx(net, shape, out, dynamic=False, opset=18):
     """Exports ``net`` at input size ``shape`` (H, W) to ``out``; returns the output names.
 
     Through torch's dynamo-based exporter (``torch.export``), with the word-attention kernel
     replaced by its SDPA path (see :mod:`tnt_backbone.ops.word_attention`).
     """
-    x = torch.randn(batch, 3, *shape)
+    # A dynamic batch is traced with 2 images: from a batch of 1 the exporter keeps
+    # size-1 assumptions that give wrong results for other batch sizes.
+    x = torch.randn(2 if dynamic else 1, 3, *shape)
     with torch.no_grad():
         num_outputs = len(_as_tuple(net(x)))
     names = [f'out{i}' for i in range(num_outputs)]
     dynamic_shapes = None
     if dynamic:
-        dims = {0: torch.export.Dim('batch', max=64), 2: torch.export.Dim('height', max=4096),
-                3: torch.export.Dim('width', max=4096)}
+        # from 2 patches a side: a 1-patch grid would be a different graph (size-1 broadcasts)
+        dims = {0: torch.export.Dim('batch', max=64),
+                2: torch.export.Dim('height', min=32, max=4096),
+                3: torch.export.Dim('width', min=32, max=4096)}
         dynamic_shapes = {'x': dims}
     with torch.no_grad():
         program = torch.onnx.export(net, (x,), dynamo=True, dynamic_shapes=dynamic_shapes,

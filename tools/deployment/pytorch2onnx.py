@@ -35,10 +35,12 @@ def main(argv=None):
     shapes = [tuple(args.shape)]
     if args.dynamic:  # another size, not a multiple of 16
         shapes.append((args.shape[0] + 23, args.shape[1] - 9))
+    errors = {}
     for shape in shapes:
-        err = onnx_max_rel_error(net, args.out, torch.randn(1, 3, *shape))
+        errors[shape] = onnx_max_rel_error(net, args.out, torch.randn(1, 3, *shape))
         print(f'{args.out}: ONNX Runtime vs PyTorch at {shape[0]}x{shape[1]}: max relative '
-              f'error {err:.1e}')
+              f'error {errors[shape]:.1e}')
+    return errors
 
 
 if __name__ == '__main__':
