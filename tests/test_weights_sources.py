@@ -213,3 +213,15 @@ def test_load_from_an_url_goes_through_the_same_loader(server):
     bad = serve(folder, 'det', '.pth', {'state_dict': {}}, digest='0123abcd')
     with pytest.raises(ValueError, match='sha256 mismatch'):
         load_checkpoint(wrapper, f'{url}/{bad}')
+
+
+def test_converter_tool_reads_an_url(server, load_tool, tmp_path, reference):
+    folder, url, _ = server
+    name = serve(folder, 'tnt_s_81.5', '.pth.tar', {'model': perturbed(TIMM['state_dict']),
+                                                    'model_ema': TIMM['state_dict']})
+    dst = tmp_path / 'converted.pth'
+    tool = load_tool('model_converters/tnt2mm.py')
+    assert tool.convert_file(f'{url}/{name}', str(dst)) == ('timm', 'v2')
+    assert_parity(pretrained(dst), reference)  # the EMA copy, converted
+    tool.convert_file(f'{url}/{name}', str(dst), overwrite=True, ema=False)
+    assert (pretrained(dst) - reference).abs().max() > 1e-2
