@@ -1,7 +1,10 @@
 """tools/infer.py on a few generated images for each task: files written, JSON that parses and
 describes the image (boxes inside it, a label map of its size, top-5 of the head's classes)."""
 import json
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -91,3 +94,31 @@ def test_bad_inputs_are_errors(infer, random_checkpoint, tmp_path):
     images(b, [(64, 64)])
     with pytest.raises(ValueError, match='would write the same output files'):
         infer([CLS, random_checkpoint(CLS), str(a), str(b)])
+
+
+UPSTREAM_INFERENCERS = """
+import sys
+from mmdet.apis import DetInferencer
+from mmseg.apis import MMSegInferencer
+assert 'tnt_backbone' not in sys.modules
+det = DetInferencer(model={det!r}, weights={det_ckpt!r}, device='cpu', show_progress=False)
+assert 'tnt_backbone' in sys.modules  # through the config's custom_imports
+out = det({img!r}, pred_score_thr=0.0)['predictions'][0]
+assert len(out['bboxes']) == len(out['scores']) > 0
+seg = MMSegInferencer(model={seg!r}, weights={seg_ckpt!r}, device='cpu')
+assert seg({img!r})['predictions'].shape == (100, 90)
+print('ok')
+"""
+
+
+def test_upstream_inferencers_take_our_configs_in_a_fresh_process(random_checkpoint, tmp_path):
+    """What a user of mmdet/mmseg writes, with nothing of ours imported first: the configs'
+    custom_imports register the TNT backbone and our checkpoint loader, under mmdet's and
+    mmseg's default scopes."""
+    img = images(tmp_path / 'in', [(100, 90)]) / 'img0.jpg'
+    script = UPSTREAM_INFERENCERS.format(det=DET, det_ckpt=random_checkpoint(DET), img=str(img),
+                                         seg=SEG, seg_ckpt=random_checkpoint(SEG))
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith('ok')
