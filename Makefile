@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tnt-installed
 INSTALL_INPUTS := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt \
-	requirements/tests.txt requirements/constraints.txt setup.py tools/install.sh \
+	requirements/tests.txt requirements/deploy.txt requirements/constraints.txt setup.py \
+	tools/install.sh \
 	$(wildcard tnt_backbone/ops/csrc/*.cpp)
 
 .PHONY: install demo demo-det demo-seg demo-cls test test-fast

@@ -56,3 +56,28 @@ def toy_coco(tmp_path_factory):
         return made[key]
 
     return get
+
+
+@pytest.fixture(scope='session')
+def random_checkpoint(tmp_path_factory):
+    """``random_checkpoint(config)`` -> a checkpoint file of the config's model with random
+    weights (seeded), as ``load_from``/inferencers read it; made once per config and session."""
+    made = {}
+
+    def get(config):
+        if config not in made:
+            import torch
+            from mmengine.config import Config
+            from mmengine.registry import MODELS, init_default_scope
+            cfg = Config.fromfile(config)
+            init_default_scope(cfg.default_scope)
+            cfg.model.backbone.init_cfg = None
+            torch.manual_seed(0)
+            model = MODELS.build(cfg.model)
+            model.init_weights()
+            path = tmp_path_factory.mktemp('ckpt') / 'random.pth'
+            torch.save(dict(state_dict=model.state_dict()), path)
+            made[config] = str(path)
+        return made[config]
+
+    return get

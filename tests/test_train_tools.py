@@ -26,6 +26,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from conftest import REPO_ROOT
+from tnt_backbone.apis import enable_visualization
 from tnt_backbone.engine import safe_torch_load
 
 TOY_CONFIG = osp.join(REPO_ROOT, 'configs', 'detection', 'mask-rcnn_tnt-ti-p16_fpn_toy.py')
@@ -41,11 +42,6 @@ def in_tmp_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope='module')
 def train_tool(load_tool):
     return load_tool('train.py')
-
-
-@pytest.fixture(scope='module')
-def test_tool(load_tool):
-    return load_tool('test.py')
 
 
 def config_from_args(train_tool, argv):
@@ -100,20 +96,20 @@ def test_distributed_launch_on_cpu_uses_gloo(train_tool, monkeypatch):
         torch.distributed.destroy_process_group()
 
 
-def test_show_dir_turns_on_the_visualization_hook(test_tool, tmp_path):
+def test_show_dir_turns_on_the_visualization_hook(tmp_path):
     cfg = Config.fromfile(TOY_CONFIG)  # mmdet: the hook writes the images itself
-    test_tool.enable_visualization(cfg, str(tmp_path / 'vis'))
+    enable_visualization(cfg, str(tmp_path / 'vis'))
     hook = cfg.default_hooks.visualization
     assert hook.draw is True and hook.test_out_dir == str(tmp_path / 'vis')
     seg = Config(dict(default_scope='mmseg',  # mmseg: through the visualizer's backends
                       default_hooks=dict(visualization=dict(type='SegVisualizationHook')),
                       visualizer=dict(type='SegLocalVisualizer')))
-    test_tool.enable_visualization(seg, 'vis')
+    enable_visualization(seg, 'vis')
     assert seg.default_hooks.visualization.draw is True
     assert seg.default_hooks.visualization.interval == 1
     assert seg.visualizer.save_dir == osp.abspath('vis')
     with pytest.raises(SystemExit, match='no default_hooks.visualization'):
-        test_tool.enable_visualization(Config(dict(default_scope='mmdet')), 'vis')
+        enable_visualization(Config(dict(default_scope='mmdet')), 'vis')
 
 
 # ------------------------------------------------------------------ torchrun, 2 processes

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import torch
 from mmengine.logging import print_log
 
-from .engine.safe_load import safe_torch_load
+from .engine.weights import load_state_dict_from
 from .models.layers import resize_pos_embed
 
 # official huawei-noah name fragment -> timm name fragment
@@ -188,20 +188,24 @@ def _grid_of(num_tokens, name):
     return side, side
 
 
-def load_pretrained(model, filename, prefix=None, logger='current'):
-    """Loads a TNT checkpoint file of any supported source into a :class:`TNT` backbone.
+def load_pretrained(model, filename, prefix=None, ema=True, logger='current'):
+    """Loads a TNT checkpoint of any supported source into a :class:`TNT` backbone.
 
+    ``filename`` is a local file or an http(s) URL (see :mod:`tnt_backbone.engine.weights`).
     Checks layout and arch, resizes the sentence position grid to the model's, and reports
     missing and unexpected keys. ``prefix`` (e.g. ``'backbone.'``) selects a sub-model's keys
-    of a larger checkpoint; ``backbone.`` keys are found without it.
+    of a larger checkpoint; ``backbone.`` keys are found without it. ``ema`` takes a training
+    checkpoint's EMA weights when it has them.
     """
-    checkpoint = safe_torch_load(filename)
+    checkpoint = load_state_dict_from(filename, ema=ema, logger=logger)
     if prefix:
-        sd = checkpoint.get('state_dict', checkpoint)
-        checkpoint = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        checkpoint = {k[len(prefix):]: v for k, v in checkpoint.items() if k.startswith(prefix)}
         if not checkpoint:
             raise ValueError(f'{filename} has no keys starting with {prefix!r}')
-    sd, source, layout = convert_tnt_checkpoint(checkpoint)
+    try:
+        sd, source, layout = convert_tnt_checkpoint(checkpoint)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'{filename}: {e}') from e
     if layout != model.layout:
         raise ValueError(f"{filename} holds '{layout}'-layout TNT weights ({source} keys) but the "
                          f"model was built with layout='{model.layout}'; set layout='{layout}'")
@@ -237,3 +241,19 @@ def load_pretrained(model, filename, prefix=None, logger='current'):
     if unexpected:
         print_log(f'unexpected keys in {filename}: {unexpected}', logger=logger, level=30)
     return missing, unexpected
+
+
+def refuse_unconverted(checkpoint, filename):
+    """Raises if ``checkpoint`` holds TNT weights in a foreign key scheme: a loader that does not
+    convert keys (mmengine's ``load_from``, a ``Pretrained`` init of a whole detector) would
+    leave every TNT weight unloaded."""
+    try:
+        source = detect_source(unwrap_state_dict(checkpoint))
+    except (TypeError, ValueError):  # not a TNT checkpoint: not ours to judge
+        return
+    if source != 'tnt_backbone':
+        raise ValueError(
+            f'{filename} holds {source}-format TNT weights, whose keys this loader would not '
+            f'convert. Give it to the backbone instead: model.backbone.init_cfg='
+            f"dict(type='Pretrained', checkpoint='{filename}'), or convert it once with "
+            f'tools/model_converters/tnt2mm.py')

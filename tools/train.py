@@ -11,63 +11,12 @@ unless ``--force`` is given, so no trained weights are overwritten by accident.
 """
 import argparse
 import glob
-import os
 import os.path as osp
 
-import torch
-import torch.distributed as dist
-from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import tnt_backbone  # noqa: F401  (registers our modules and the safe-load allow-list)
-
-
-def add_common_args(parser):
-    """Arguments shared by ``train.py`` and ``test.py``."""
-    parser.add_argument('--work-dir', help='where logs and checkpoints go; defaults to '
-                        './work_dirs/<config name>')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_dataloader.batch_size=4 '
-        'model.backbone.drop_path_rate=0.2 (lists: key="[a,b]")')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-                        help='job launcher (pytorch: torchrun, see tools/dist_train.sh)')
-    # torch.distributed.launch passes --local_rank; torchrun sets LOCAL_RANK instead
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
-
-
-def load_config(args):
-    """Config from ``args.config`` with work dir, overrides and launcher applied."""
-    if not osp.isfile(args.config):
-        raise SystemExit(f'config file not found: {args.config}')
-    if args.launcher != 'none':
-        os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    return cfg
-
-
-def setup_cpu_distributed(cfg):
-    """Makes a torchrun launch work on a machine without CUDA: processes talk through gloo.
-
-    mmengine 0.10 assumes GPUs there: its pytorch launcher calls ``torch.cuda.set_device``
-    (which a CPU-only torch lacks) and it wraps the model with ``device_ids=[LOCAL_RANK]``. The
-    Runner keeps a process group that already exists, and ``device_ids=None`` means the CPU.
-    """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
-        return
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
-    if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
+# importing the package registers our modules and the safe-load allow-list
+from tnt_backbone.apis import add_common_args, load_config, setup_cpu_distributed
 
 
 def parse_args(argv=None):

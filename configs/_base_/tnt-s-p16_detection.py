@@ -55,3 +55,18 @@ tnt_optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='tnt_backbone.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.7))
+
+# Test-time augmentation (tools/test.py --tta): mmdet's DetTTAModel merges the boxes of three
+# scales x horizontal flip by NMS. DetTTAModel merges boxes only: models that predict masks
+# test their boxes with --tta (see tools/test.py).
+tta_model = dict(type='DetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=s, keep_ratio=True)
+         for s in [(1333, 640), (1333, 800), (1333, 960)]],
+        [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+        [dict(type='LoadAnnotations', with_bbox=True)],
+        [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                               'scale_factor', 'flip', 'flip_direction'))]])]

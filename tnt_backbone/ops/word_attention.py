@@ -3,7 +3,7 @@
 ``tnt_backbone._ext`` is built by ``pip install -e .`` (``setup.py``); importing it registers
 ``torch.ops.tnt_backbone.word_attention`` and its backward. Wherever the kernel does not apply
 (no build, a GPU tensor, sentences of other than 16 words, head dims over 64, attention
-dropout), :func:`word_attention` computes the same function with
+dropout, model export), :func:`word_attention` computes the same function with
 :func:`torch.nn.functional.scaled_dot_product_attention`.
 """
 import torch
@@ -43,8 +43,13 @@ if HAS_WORD_ATTENTION_KERNEL:
 
 
 def kernel_applies(qkv, num_heads, dropout_p=0.):
-    """Whether :func:`word_attention` runs the fused kernel for these arguments."""
-    return (HAS_WORD_ATTENTION_KERNEL and qkv.device.type == 'cpu' and dropout_p == 0.
+    """Whether :func:`word_attention` runs the fused kernel for these arguments. Not while
+    exporting (``torch.export``/ONNX, TorchScript tracing): the exported graph takes the
+    SDPA path, which ONNX and other runtimes know."""
+    exporting = (torch.compiler.is_exporting() or torch.jit.is_tracing()
+                 or torch.onnx.is_in_onnx_export())
+    return (HAS_WORD_ATTENTION_KERNEL and not exporting and qkv.device.type == 'cpu'
+            and dropout_p == 0.
             and qkv.dtype in KERNEL_DTYPES and qkv.shape[1] == KERNEL_WORDS
             and qkv.shape[2] // (3 * num_heads) <= KERNEL_MAX_HEAD_DIM)
 

@@ -21,6 +21,8 @@ import time
 
 import torch
 
+from tnt_backbone.apis import peak_rss_mib
+
 TIMM_NAMES = {('small', 'v2'): 'tnt_s_patch16_224', ('base', 'v2'): 'tnt_b_patch16_224',
               ('small', 'legacy'): 'tnt_s_legacy_patch16_224',
               ('base', 'legacy'): 'tnt_b_legacy_patch16_224'}
@@ -97,13 +99,6 @@ def bf16_cosine(args):
             low = model(x)
     return min(torch.cosine_similarity(a.flatten(1), b.float().flatten(1)).min().item()
                for a, b in zip(ref, low))
-
-
-def peak_rss_mib():
-    """This process's peak resident set. (Not ``ru_maxrss``: Linux carries that over exec
-    from the parent, whose peak after the timing runs would hide the child's.)"""
-    with open('/proc/self/status') as f:
-        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
 
 
 def peak_memory_child(impl, args):

@@ -30,7 +30,7 @@ from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
-from benchmark import peak_rss_mib
+from tnt_backbone.apis import peak_rss_mib
 
 
 def detection_batch(batch, hw, num_classes):

@@ -1,10 +1,11 @@
 """What the three demos share: generate toy data once, train with tools/train.py (resuming),
 evaluate the final checkpoint with tools/test.py, and print a framed summary."""
-import importlib.util
 import os.path as osp
 import shlex
 import subprocess
 import sys
+
+from tnt_backbone.apis import evaluate, test_parser
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -34,13 +35,8 @@ def train_and_evaluate(config, work_dir, show_dir=None):
     if show_dir:
         cmd += ['--show-dir', show_dir]
     print(f'\n$ {shlex.join(cmd)}', flush=True)
-    # in this process, to get the metrics dict back; test.py imports its sibling train.py
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    spec = importlib.util.spec_from_file_location('tnt_test_tool',
-                                                  osp.join(ROOT, 'tools', 'test.py'))
-    test_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_tool)
-    return checkpoint, test_tool.main(cmd[2:])
+    # in this process, to get the metrics dict back
+    return checkpoint, evaluate(test_parser().parse_args(cmd[2:]))
 
 
 def print_summary(lines):

@@ -14,16 +14,17 @@ import sys
 import torch
 
 from tnt_backbone.checkpoint import convert_tnt_checkpoint
-from tnt_backbone.engine import safe_torch_load
+from tnt_backbone.engine import load_state_dict_from
 
 
-def convert_file(src, dst, overwrite=False):
-    """Converts ``src`` into ``dst``; refuses to replace an existing ``dst`` unless asked."""
+def convert_file(src, dst, overwrite=False, ema=True):
+    """Converts ``src`` (a file or an http(s) URL) into ``dst``; refuses to replace an existing
+    ``dst`` unless asked. ``ema``: take a training checkpoint's EMA weights if it has them."""
     if os.path.exists(dst) and not overwrite:
         raise FileExistsError(f'{dst} exists; pass --overwrite to replace it')
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError('source and destination are the same file')
-    sd, source, layout = convert_tnt_checkpoint(safe_torch_load(src))
+    sd, source, layout = convert_tnt_checkpoint(load_state_dict_from(src, ema=ema))
     state_dict = {(k if k.startswith('head.') else f'backbone.{k}'): v.contiguous()
                   for k, v in sd.items()}
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
@@ -33,13 +34,16 @@ def convert_file(src, dst, overwrite=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Convert a TNT checkpoint to tnt_backbone keys')
-    parser.add_argument('src', help='timm / official / mmpretrain / tnt_backbone checkpoint')
+    parser.add_argument('src', help='timm / official / mmpretrain / tnt_backbone checkpoint: '
+                        '.pth, .pth.tar, .bin, .safetensors, or an http(s) URL')
     parser.add_argument('dst', help='output .pth path')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing dst')
+    parser.add_argument('--no-ema', dest='ema', action='store_false',
+                        help='take state_dict, not the EMA weights, of a training checkpoint')
     args = parser.parse_args(argv)
     try:
-        source, layout = convert_file(args.src, args.dst, args.overwrite)
-    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as e:
+        source, layout = convert_file(args.src, args.dst, args.overwrite, args.ema)
+    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError, ConnectionError) as e:
         sys.exit(f'error: {e}')
     print(f'converted {source} TNT checkpoint (layout {layout}) -> {args.dst}')
 

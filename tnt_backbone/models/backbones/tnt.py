@@ -74,8 +74,10 @@ class TNT(BaseModule):
             first k blocks. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training (TNT has none; kept
             for the mmdet/mmseg backbone interface). Defaults to False.
-        init_cfg (dict | list | None): ``dict(type='Pretrained', checkpoint=PATH)`` loads a TNT
-            checkpoint of any supported source (see :mod:`tnt_backbone.checkpoint`).
+        init_cfg (dict | list | None): ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` (alone
+            or in a list) loads a TNT checkpoint of any supported source (see
+            :mod:`tnt_backbone.checkpoint`); ``ema=False`` in it takes a training checkpoint's
+            plain weights instead of its EMA weights.
     """
     arch_zoo = {
         **dict.fromkeys(['ti', 'tiny'], _arch(12, 192, 2, 3)),
@@ -184,10 +186,22 @@ class TNT(BaseModule):
 
     # ---------------------------------------------------------------- weights
     def init_weights(self):
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+        # A Pretrained entry, alone or in a list, goes through the converter (mmengine's
+        # PretrainedInit would load foreign keys unconverted); the other entries run first.
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        if len(pretrained) > 1:
+            raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; keep one')
+        if pretrained:
             from ...checkpoint import load_pretrained  # the converter imports this module
-            load_pretrained(self, self.init_cfg['checkpoint'],
-                            prefix=self.init_cfg.get('prefix'))
+            others = [c for c in cfgs if c is not pretrained[0]]
+            if others:
+                full, self.init_cfg = self.init_cfg, others
+                super().init_weights()
+                self.init_cfg = full
+            cfg = pretrained[0]
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                            ema=cfg.get('ema', True))
             self._is_init = True  # keep mmengine from re-applying init_cfg
             return
         super().init_weights()

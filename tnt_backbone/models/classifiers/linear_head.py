@@ -54,8 +54,9 @@ class LinearClsHead(BaseModule):
 
     def _load_pretrained(self, filename):
         from ...checkpoint import convert_tnt_checkpoint
-        from ...engine import safe_torch_load
-        sd, _, _ = convert_tnt_checkpoint(safe_torch_load(filename))
+        from ...engine import load_state_dict_from
+        sd, _, _ = convert_tnt_checkpoint(
+            load_state_dict_from(filename, ema=self.init_cfg.get('ema', True)))
         if 'head.fc.weight' not in sd:
             raise ValueError(f'{filename} holds no classifier head (no head.fc / head weights)')
         weight, bias = sd['head.fc.weight'], sd['head.fc.bias']

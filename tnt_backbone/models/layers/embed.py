@@ -95,7 +95,8 @@ def resize_pos_embed(pos_embed, src_shape, dst_shape, num_extra_tokens=1):
         Tensor: (1, extra + Hd*Wd, D); ``pos_embed`` itself when the shapes agree.
     """
     src_shape, dst_shape = tuple(src_shape), tuple(dst_shape)
-    if src_shape == dst_shape:
+    # an exported graph resizes for every input size, including the stored one
+    if not torch.compiler.is_exporting() and src_shape == dst_shape:
         return pos_embed
     if pos_embed.shape[1] != num_extra_tokens + src_shape[0] * src_shape[1]:
         raise ValueError(f'position embedding of {pos_embed.shape[1]} tokens does not match a '

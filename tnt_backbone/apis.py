@@ -1,0 +1,155 @@
+"""What the tools share: the runner set-up of ``tools/train.py`` and ``tools/test.py``, and the
+evaluation that ``tools/test.py`` and the demos run in-process. Tools are thin scripts over this.
+"""
+import argparse
+import inspect
+import os
+import os.path as osp
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+
+
+def add_common_args(parser):
+    """Arguments shared by ``train.py`` and ``test.py``."""
+    parser.add_argument('--work-dir', help='where logs and checkpoints go; defaults to '
+                        './work_dirs/<config name>')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. train_dataloader.batch_size=4 '
+        'model.backbone.drop_path_rate=0.2 (lists: key="[a,b]")')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher (pytorch: torchrun, see tools/dist_train.sh)')
+    # torch.distributed.launch passes --local_rank; torchrun sets LOCAL_RANK instead
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+
+
+def load_config(args):
+    """Config from ``args.config`` with work dir, overrides and launcher applied."""
+    if not osp.isfile(args.config):
+        raise SystemExit(f'config file not found: {args.config}')
+    if args.launcher != 'none':
+        os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def setup_cpu_distributed(cfg):
+    """Makes a torchrun launch work on a machine without CUDA: processes talk through gloo.
+
+    mmengine 0.10 assumes GPUs there: its pytorch launcher calls ``torch.cuda.set_device``
+    (which a CPU-only torch lacks) and it wraps the model with ``device_ids=[LOCAL_RANK]``. The
+    Runner keeps a process group that already exists, and ``device_ids=None`` means the CPU.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+# ------------------------------------------------------------------------------ evaluation
+def test_parser():
+    """The command line of ``tools/test.py``."""
+    parser = argparse.ArgumentParser(description='Test (evaluate) a checkpoint')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--show-dir', help='write images with the predictions drawn here')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_model over its "
+                        'tta_pipeline (flips, scales)')
+    parser.add_argument('--out', help='also write the raw predictions to this .pkl (mmdet: '
+                        "the format of mmdet's analysis tools)")
+    add_common_args(parser)
+    return parser
+
+
+def enable_visualization(cfg, show_dir):
+    """Makes the config's ``default_hooks.visualization`` draw every test image to show_dir."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise SystemExit('--show-dir: the config has no default_hooks.visualization to draw '
+                         'predictions with')
+    with HOOKS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+        hook_cls = registry.get(hook['type'])
+    params = inspect.signature(hook_cls.__init__).parameters
+    show_dir = osp.abspath(show_dir)
+    hook.draw = True
+    if 'interval' in params:
+        hook.interval = 1
+    if 'test_out_dir' in params:  # mmdet: writes PNGs to this folder itself
+        hook.test_out_dir = show_dir
+    else:  # the hook draws through the visualizer's vis backends
+        cfg.visualizer.save_dir = show_dir
+
+
+def enable_tta(cfg):
+    """Wraps the model in the config's ``tta_model`` and tests on its ``tta_pipeline``."""
+    missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+    if missing:
+        raise SystemExit(f'--tta: the config defines no {" / ".join(missing)} (the base configs '
+                         f'configs/_base_/*.py show how)')
+    roi_head = cfg.model.get('roi_head') or {}
+    if cfg.tta_model.type == 'DetTTAModel' and roi_head.get('mask_head'):
+        raise SystemExit(
+            "--tta: mmdet's DetTTAModel merges boxes only, and this model predicts masks. "
+            'Test boxes alone with --cfg-options model.roi_head.mask_head=None '
+            "model.roi_head.mask_roi_extractor=None test_evaluator.metric=bbox")
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:  # wrappers (e.g. ConcatDataset / RepeatDataset)
+        dataset = dataset.dataset
+    dataset.pipeline = cfg.tta_pipeline
+
+
+def dump_metric(cfg, out):
+    """The metric that writes the raw predictions to ``out``: mmdet's ``DumpDetResults`` (read
+    by mmdet's analysis tools), else mmengine's ``DumpResults``."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must name a .pkl file, got {out}')
+    if osp.exists(out):
+        raise SystemExit(f'--out: {out} exists; choose another name or delete it')
+    if cfg.get('default_scope') == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        return DumpDetResults(out_file_path=out)
+    from mmengine.evaluator import DumpResults
+    return DumpResults(out_file_path=out)
+
+
+def evaluate(args):
+    """Evaluates ``args.checkpoint`` (``test_parser()``'s arguments); returns the metrics."""
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        enable_visualization(cfg, args.show_dir)
+    if args.tta:
+        enable_tta(cfg)
+    dump = dump_metric(cfg, args.out) if args.out else None
+    setup_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
+    if dump is not None:
+        runner.test_evaluator.metrics.append(dump)
+    return runner.test()
+
+
+# ------------------------------------------------------------------------------ measuring
+def peak_rss_mib():
+    """This process's peak resident set. (Not ``ru_maxrss``: Linux carries that over exec
+    from the parent, whose peak after the timing runs would hide the child's.)"""
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
