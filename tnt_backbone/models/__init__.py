@@ -1,5 +1,6 @@
 from . import classifiers  # noqa: F401
 from . import decode_heads  # noqa: F401
 from .backbones import TNT
+from .backbones.pyramid_tnt import PyramidTNT
 
-__all__ = ['TNT']
+__all__ = ['PyramidTNT', 'TNT']
