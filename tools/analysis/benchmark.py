@@ -47,10 +47,11 @@ def build(impl, args):
         else:
             import timm
             model = timm.create_model(TIMM_NAMES[(args.arch, args.layout)], num_classes=0,
-                                      img_size=args.size)
+                                      img_size=tuple(args.size))
     elif args.model == 'pyramid-tnt':
         from tnt_backbone.models import PyramidTNT
-        model = PyramidTNT(arch=args.arch, out_indices=(3,), out_type='avg_featmap')
+        model = PyramidTNT(arch=args.arch, out_indices=(3,), out_type='avg_featmap',
+                           with_attn_bias=not args.no_attn_bias)
     else:
         from tnt_backbone.models import TNT
         model = TNT(arch=args.arch, layout=args.layout, img_size=224, out_type=args.out_type,
@@ -69,7 +70,7 @@ def autocast_dtype(impl, args):
 
 
 def step_fn(model, args, dtype=None):
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    x = torch.randn(args.batch, 3, *args.size)
 
     def total(out):
         out = out if isinstance(out, (tuple, list)) else (out,)
@@ -106,7 +107,7 @@ def bf16_cosine(args):
     """Smallest per-image cosine similarity of our outputs under bf16 autocast vs fp32."""
     torch.manual_seed(0)
     model = build('ours', args).eval()
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    x = torch.randn(args.batch, 3, *args.size)
     with torch.inference_mode():
         ref = model(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -141,8 +142,10 @@ def parse_args(argv):
     parser.add_argument('--model', default='tnt', choices=['tnt', 'pyramid-tnt'])
     parser.add_argument('--arch', default='small', choices=['tiny', 'small', 'medium', 'base'])
     parser.add_argument('--layout', default='v2', choices=['v2', 'legacy'])
-    parser.add_argument('--size', type=int, default=None,
+    parser.add_argument('--size', type=int, nargs='+', default=None, metavar='H [W]',
                         help='default: 224 for TNT, the training size for PyramidTNT')
+    parser.add_argument('--no-attn-bias', action='store_true',
+                        help='PyramidTNT without its learned attention biases')
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--mode', default='infer', choices=['infer', 'train'])
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
@@ -160,7 +163,8 @@ def parse_args(argv):
     parser.add_argument('--child-memory', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.size is None:
-        args.size = 224 if args.model == 'tnt' else 192 if args.arch == 'tiny' else 256
+        args.size = [224 if args.model == 'tnt' else 192 if args.arch == 'tiny' else 256]
+    args.size = (args.size * 2)[:2]
     return args
 
 
@@ -174,8 +178,9 @@ def main(argv=None):
     impls = ['ours'] + (['timm'] if args.timm_path else [])
     if 'timm' in impls and args.model == 'tnt' and args.arch in ('tiny', 'medium'):
         sys.exit('timm has no TNT-Ti or TNT-M; compare small or base')
-    print(f'{args.model}-{args.arch} {args.layout} {args.mode} {args.dtype} {args.size}x{args.size} '
-          f'batch {args.batch} compile={args.compile} threads={torch.get_num_threads()}')
+    print(f'{args.model}-{args.arch} {args.layout} {args.mode} {args.dtype} '
+          f'{args.size[0]}x{args.size[1]} batch {args.batch} compile={args.compile} '
+          f'threads={torch.get_num_threads()}')
     speed = time_side_by_side(impls, args)
     mem = {i: peak_memory(i, argv) for i in impls} if args.memory else {}
     for i in impls:
