@@ -58,7 +58,8 @@ def step_reaches_every_parameter(model, cfg, losses):
 def test_configs_found():
     assert [osp.basename(p) for p in DET] == ['mask-rcnn_pyramid-tnt-s_fpn_1x_coco.py',
                                               'retinanet_pyramid-tnt-s_fpn_1x_coco.py']
-    assert [osp.basename(p) for p in SEG] == ['upernet_pyramid-tnt-s_8xb2-160k_ade20k-512x512.py']
+    assert [osp.basename(p) for p in SEG] == ['upernet_pyramid-tnt-s_8xb2-160k_ade20k-512x512.py',
+                                              'upernet_pyramid-tnt-ti_toy-ade20k-128x128.py']
 
 
 @pytest.mark.parametrize('name', CLS)
@@ -132,15 +133,18 @@ def test_detection_config(path):
 @pytest.mark.parametrize('path', SEG, ids=osp.basename)
 def test_segmentation_config(path):
     cfg = load(path)
-    assert cfg.model.backbone.img_size == 512 and cfg.model.backbone.norm_eval
-    cfg.model.data_preprocessor.size = (96, 128)  # instead of padding to 512x512 crops
+    toy = 'toy' in path
+    assert cfg.model.backbone.img_size == (128 if toy else 512)
+    assert cfg.model.backbone.norm_eval != toy  # the toy demo trains the stem from scratch
+    cfg.model.data_preprocessor.size = (96, 128)  # instead of padding to the crop size
     model = build(cfg)
-    assert model.backbone.pos_grid == (64, 64)
+    assert model.backbone.pos_grid == ((16, 16) if toy else (64, 64))
     g = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(2):
         s = SegDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128)))
-        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 96, 128), generator=g))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, cfg.model.decode_head.num_classes,
+                                                    (1, 96, 128), generator=g))
         samples.append(s)
     batch = dict(inputs=[torch.randint(0, 256, (3, 96, 128), generator=g, dtype=torch.uint8)
                          for _ in range(2)], data_samples=samples)
@@ -162,6 +166,7 @@ def test_dense_config_loads_a_classifier_checkpoint(tmp_path):
     path = str(tmp_path / 'pyramid-tnt-s_in1k.pt')
     torch.save(dict(state_dict=src.state_dict()), path)
     cfg = load(SEG[0])
+    assert 'toy' not in SEG[0]
     cfg.model.backbone.init_cfg.checkpoint = path
     model = MODELS.build(cfg.model)
     model.init_weights()
