@@ -183,13 +183,14 @@ def main(argv=None):
           f'threads={torch.get_num_threads()}')
     speed = time_side_by_side(impls, args)
     mem = {i: peak_memory(i, argv) for i in impls} if args.memory else {}
+    ref = 'official' if args.model == 'pyramid-tnt' else 'timm'
     for i in impls:
-        line = f'{i:>5}: {speed[i]:8.3f} img/s'
+        line = f'{ref if i == "timm" else i:>8}: {speed[i]:8.3f} img/s'
         if i in mem:
             line += f'  peak +{mem[i]:8.1f} MiB'
         print(line)
     if 'timm' in speed:
-        print(f'speed-up vs timm: {speed["ours"] / speed["timm"]:.2f}x' + (
+        print(f'speed-up vs {ref}: {speed["ours"] / speed["timm"]:.2f}x' + (
             f', memory ratio: {mem["ours"] / mem["timm"]:.2f}' if mem else ''))
     if args.dtype == 'bf16':
         print(f'bf16 vs fp32 outputs (ours): min cosine similarity {bf16_cosine(args):.6f}')
