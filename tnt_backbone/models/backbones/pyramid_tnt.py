@@ -268,9 +268,10 @@ class PyramidTNTStage(nn.Module):
 
     def __init__(self, depth, in_dims, word_dim, sentence_dim, word_heads, sentence_heads,
                  sr_ratio, bias_grid, mlp_ratio, qkv_bias, drop, attn_drop, drop_paths,
-                 with_se, with_attn_bias):
+                 with_se, with_attn_bias, with_cp):
         super().__init__()
         self.sr_ratio = sr_ratio
+        self.with_cp = with_cp
         if in_dims is not None:
             self.word_aggregation = WordAggregation(in_dims[0], word_dim)
             self.sentence_aggregation = SentenceAggregation(in_dims[1], sentence_dim)
@@ -284,7 +285,6 @@ class PyramidTNTStage(nn.Module):
             1, sentence_heads, math.prod(bias_grid), math.prod(self.key_grid(bias_grid)))) \
             if with_attn_bias else None
         self._bias_cache = None
-        self.with_cp = False
 
     def key_grid(self, grid):
         return grid[0] // self.sr_ratio, grid[1] // self.sr_ratio
@@ -395,7 +395,6 @@ class PyramidTNT(BaseModule):
         self.word_dims, self.sentence_dims = s['word_dims'], s['sentence_dims']
         self.in_channels = in_channels
         self.out_type = out_type
-        self.with_cp = with_cp
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.pos_grid = (img_size[0] // STEM_STRIDE, img_size[1] // STEM_STRIDE)
@@ -414,8 +413,7 @@ class PyramidTNT(BaseModule):
                 depth, None if i == 0 else (self.word_dims[i - 1], self.sentence_dims[i - 1]),
                 self.word_dims[i], self.sentence_dims[i], s['word_heads'][i],
                 s['sentence_heads'][i], SR_RATIOS[i], grid, mlp_ratio, qkv_bias, drop_rate,
-                attn_drop_rate, dpr[first:first + depth], with_se, with_attn_bias)
-            stage.with_cp = with_cp
+                attn_drop_rate, dpr[first:first + depth], with_se, with_attn_bias, with_cp)
             self.stages.append(stage)
         # one norm per output (the last stage's is the official final norm)
         for i in self.out_indices:
