@@ -567,7 +567,7 @@ class PyramidTNT(BaseModule):
 
 
 # ---------------------------------------------------------------- checkpoints
-# official huawei-noah name -> ours (longest dotted prefix wins)
+# official huawei-noah name -> ours (the longest dotted prefix found is replaced)
 OFFICIAL_TO_OURS = {
     'patch_embed.common_conv': 'stem.conv', 'patch_embed.inner_convs': 'stem.word_conv',
     'patch_embed.outer_convs': 'stem.sentence_conv', 'outer_pos': 'sentence_pos',
@@ -584,14 +584,6 @@ OFFICIAL_BLOCK_TO_OURS = {
 }
 
 
-def _rename(name, table):
-    parts = name.split('.')
-    for n in range(len(parts), 0, -1):
-        if '.'.join(parts[:n]) in table:
-            return '.'.join([table['.'.join(parts[:n])]] + parts[n:])
-    return name
-
-
 def convert_pyramid_tnt(state_dict):
     """Official PyramidTNT keys -> ours; a state dict already in our names passes unchanged.
 
@@ -599,6 +591,7 @@ def convert_pyramid_tnt(state_dict):
     aggregations (official ``word_merges.{i-1}``/``sentence_merges.{i-1}``) live in stage i;
     the classifier ``head`` becomes ``head.fc``.
     """
+    from ...checkpoint import _rename  # longest dotted prefix; imports this package's layers
     if 'stem.conv.0.weight' in state_dict:
         return OrderedDict(state_dict)
     if 'patch_embed.common_conv.0.weight' not in state_dict:
