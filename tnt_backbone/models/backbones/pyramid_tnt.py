@@ -264,6 +264,18 @@ class PyramidTNTStage(nn.Module):
     The bias (the official ``relative_pos``) is resized bicubically on its query and key grids
     to the current ones; without gradients the last resized bias is kept for the next input of
     the same size (one entry: a detector sees many sizes, and each costs memory).
+
+    Args:
+        depth (int): Blocks.
+        in_dims (tuple | None): (word, sentence) dims of the previous stage; None for the
+            first stage (no aggregation).
+        word_dim, sentence_dim, word_heads, sentence_heads, sr_ratio: as
+            :class:`PyramidTNTBlock`.
+        bias_grid (tuple): The sentence grid (H, W) the attention bias is stored for.
+        mlp_ratio, qkv_bias, drop, attn_drop, with_se: as :class:`PyramidTNTBlock`.
+        drop_paths (list[float]): Stochastic depth of each block.
+        with_attn_bias (bool): Whether the stage has the learned bias.
+        with_cp (bool): Activation checkpointing of each block while training.
     """
 
     def __init__(self, depth, in_dims, word_dim, sentence_dim, word_heads, sentence_heads,
@@ -306,10 +318,6 @@ class PyramidTNTStage(nn.Module):
         if hasattr(self, 'word_aggregation'):
             words = self.word_aggregation(words, grid)
             sentences, grid = self.sentence_aggregation(sentences, grid)
-        if min(self.key_grid(grid)) < 1:
-            raise ValueError(f'a {grid} sentence grid is too small for this stage\'s '
-                             f'{self.sr_ratio}x{self.sr_ratio} key pooling; the input must be '
-                             f'at least {STEM_STRIDE * 4} pixels on each side')
         bias = self.resized_bias(grid)
         for block in self.blocks:
             if self.with_cp and self.training and torch.is_grad_enabled():
