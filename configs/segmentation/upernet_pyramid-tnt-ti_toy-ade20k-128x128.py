@@ -7,5 +7,6 @@ _base_ = './upernet_tnt-ti-p16_toy-ade20k-128x128.py'
 model = dict(
     backbone=dict(_delete_=True, type='tnt_backbone.PyramidTNT', arch='tiny', img_size=128,
                   out_indices=(0, 1, 2, 3), word_out_indices=(1, ), norm_eval=False),
+    neck=None,  # PyramidTNT is multi-scale itself: no neck, whatever the TNT base uses
     decode_head=dict(in_channels=[10, 80, 160, 320, 320], in_index=[0, 1, 2, 3, 4]),
     auxiliary_head=dict(in_channels=160, in_index=2))
