@@ -1,4 +1,5 @@
-"""Speed and peak memory of the TNT backbone, optionally side by side with timm's TNT.
+"""Speed and peak memory of the TNT or PyramidTNT backbone, optionally side by side with the
+reference implementation (timm's TNT, the official PyramidTNT).
 
 Speed: the models run alternately in one process (shared machines drift by +-30 %), and the
 median of the timed rounds is reported as img/s. Peak memory: each model runs alone in a fresh
@@ -11,6 +12,12 @@ process and the growth of its peak RSS over the loaded-model baseline is reporte
 
 ``--timm-path`` is where timm (and, because torchvision has no CPU build here, the torchvision
 stub ``tvstub``) can be imported from; without it only tnt_backbone is measured.
+``--model pyramid-tnt`` measures PyramidTNT at its training size (192 for tiny, else 256,
+unless ``--size``) as a classifier backbone (pooled last stage); with ``--timm-path`` the
+official ``pyramid_tnt.py`` is measured too, imported from that path as well::
+
+    python tools/analysis/benchmark.py --model pyramid-tnt --arch small --mode train \
+        --timm-path /tmp/ref:../shared/reference:DIR_OF_pyramid_tnt.py
 """
 import argparse
 import json
@@ -23,6 +30,8 @@ import torch
 
 from tnt_backbone.apis import peak_rss_mib
 
+OFFICIAL_PYRAMID_NAMES = {'tiny': 'ptnt_ti_patch16_192', 'small': 'ptnt_s_patch16_256',
+                          'medium': 'ptnt_m_patch16_256', 'base': 'ptnt_b_patch16_256'}
 TIMM_NAMES = {('small', 'v2'): 'tnt_s_patch16_224', ('base', 'v2'): 'tnt_b_patch16_224',
               ('small', 'legacy'): 'tnt_s_legacy_patch16_224',
               ('base', 'legacy'): 'tnt_b_legacy_patch16_224'}
@@ -34,9 +43,17 @@ def build(impl, args):
         for p in reversed(args.timm_path.split(':')):
             sys.path.insert(0, p)
         import tvstub  # noqa: F401
-        import timm
-        model = timm.create_model(TIMM_NAMES[(args.arch, args.layout)], num_classes=0,
-                                  img_size=args.size)
+        if args.model == 'pyramid-tnt':  # the official code, fixed to its training size
+            import pyramid_tnt
+            model = getattr(pyramid_tnt, OFFICIAL_PYRAMID_NAMES[args.arch])(num_classes=0)
+        else:
+            import timm
+            model = timm.create_model(TIMM_NAMES[(args.arch, args.layout)], num_classes=0,
+                                      img_size=tuple(args.size))
+    elif args.model == 'pyramid-tnt':
+        from tnt_backbone.models import PyramidTNT
+        model = PyramidTNT(arch=args.arch, out_indices=(3,), out_type='avg_featmap',
+                           with_attn_bias=not args.no_attn_bias)
     else:
         from tnt_backbone.models import TNT
         model = TNT(arch=args.arch, layout=args.layout, img_size=224, out_type=args.out_type,
@@ -55,7 +72,7 @@ def autocast_dtype(impl, args):
 
 
 def step_fn(model, args, dtype=None):
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    x = torch.randn(args.batch, 3, *args.size)
 
     def total(out):
         out = out if isinstance(out, (tuple, list)) else (out,)
@@ -92,7 +109,7 @@ def bf16_cosine(args):
     """Smallest per-image cosine similarity of our outputs under bf16 autocast vs fp32."""
     torch.manual_seed(0)
     model = build('ours', args).eval()
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    x = torch.randn(args.batch, 3, *args.size)
     with torch.inference_mode():
         ref = model(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -117,9 +134,13 @@ def peak_memory(impl, argv):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--arch', default='small', choices=['tiny', 'small', 'base'])
+    parser.add_argument('--model', default='tnt', choices=['tnt', 'pyramid-tnt'])
+    parser.add_argument('--arch', default='small', choices=['tiny', 'small', 'medium', 'base'])
     parser.add_argument('--layout', default='v2', choices=['v2', 'legacy'])
-    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--size', type=int, nargs='+', default=None, metavar='H [W]',
+                        help='default: 224 for TNT, the training size for PyramidTNT')
+    parser.add_argument('--no-attn-bias', action='store_true',
+                        help='PyramidTNT without its learned attention biases')
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--mode', default='infer', choices=['infer', 'train'])
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
@@ -135,7 +156,11 @@ def parse_args(argv):
     parser.add_argument('--timm-path', default=None,
                         help='colon-separated path to import timm and tvstub from')
     parser.add_argument('--child-memory', default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.size is None:
+        args.size = [224 if args.model == 'tnt' else 192 if args.arch == 'tiny' else 256]
+    args.size = (args.size * 2)[:2]
+    return args
 
 
 def main(argv=None):
@@ -146,19 +171,21 @@ def main(argv=None):
     if args.child_memory:
         return peak_memory_child(args.child_memory, args)
     impls = ['ours'] + (['timm'] if args.timm_path else [])
-    if 'timm' in impls and args.arch == 'tiny':
-        sys.exit('timm has no TNT-Ti; compare small or base')
-    print(f'TNT-{args.arch} {args.layout} {args.mode} {args.dtype} {args.size}x{args.size} '
-          f'batch {args.batch} compile={args.compile} threads={torch.get_num_threads()}')
+    if 'timm' in impls and args.model == 'tnt' and args.arch in ('tiny', 'medium'):
+        sys.exit('timm has no TNT-Ti or TNT-M; compare small or base')
+    print(f'{args.model}-{args.arch} {args.layout} {args.mode} {args.dtype} '
+          f'{args.size[0]}x{args.size[1]} batch {args.batch} compile={args.compile} '
+          f'threads={torch.get_num_threads()}')
     speed = time_side_by_side(impls, args)
     mem = {i: peak_memory(i, argv) for i in impls} if args.memory else {}
+    ref = 'official' if args.model == 'pyramid-tnt' else 'timm'
     for i in impls:
-        line = f'{i:>5}: {speed[i]:8.3f} img/s'
+        line = f'{ref if i == "timm" else i:>8}: {speed[i]:8.3f} img/s'
         if i in mem:
             line += f'  peak +{mem[i]:8.1f} MiB'
         print(line)
     if 'timm' in speed:
-        print(f'speed-up vs timm: {speed["ours"] / speed["timm"]:.2f}x' + (
+        print(f'speed-up vs {ref}: {speed["ours"] / speed["timm"]:.2f}x' + (
             f', memory ratio: {mem["ours"] / mem["timm"]:.2f}' if mem else ''))
     if args.dtype == 'bf16':
         print(f'bf16 vs fp32 outputs (ours): min cosine similarity {bf16_cosine(args):.6f}')

@@ -1,6 +1,7 @@
 """Parameters and FLOPs (multiply-accumulates) of a TNT backbone or of a whole model config.
 
     python tools/analysis/get_flops.py --arch small --shape 224 224
+    python tools/analysis/get_flops.py --model pyramid-tnt --arch small --shape 256 256
     python tools/analysis/get_flops.py --config configs/detection/mask-rcnn_tnt-s-p16_fpn_1x_coco.py --shape 800 1333
 
 Counted with mmengine's FlopAnalyzer, taught the one op it does not know here:
@@ -32,6 +33,9 @@ def count(model, inputs):
 
 
 def backbone_model(args):
+    if getattr(args, 'model', 'tnt') == 'pyramid-tnt':  # as a classifier: pooled last stage
+        from tnt_backbone.models import PyramidTNT
+        return PyramidTNT(arch=args.arch, out_indices=(3,), out_type='avg_featmap').eval()
     from tnt_backbone.models import TNT
     return TNT(arch=args.arch, layout=args.layout, out_type=args.out_type,
                out_indices=(-1,) if args.out_type == 'cls_token' else (2, 5, 8, 11)).eval()
@@ -77,6 +81,8 @@ def config_model(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', help='a model config; else a bare backbone')
+    parser.add_argument('--model', default='tnt', choices=['tnt', 'pyramid-tnt'],
+                        help='the bare backbone counted without --config')
     parser.add_argument('--arch', default='small')
     parser.add_argument('--layout', default='v2')
     parser.add_argument('--out-type', default='cls_token',
@@ -85,7 +91,8 @@ def main():
     args = parser.parse_args()
     model = config_model(args.config) if args.config else backbone_model(args)
     flops, params = count(model, (torch.randn(1, 3, *args.shape),))
-    what = args.config or f'TNT-{args.arch} ({args.layout}, {args.out_type})'
+    what = args.config or (f'PyramidTNT-{args.arch}' if args.model == 'pyramid-tnt' else
+                           f'TNT-{args.arch} ({args.layout}, {args.out_type})')
     print(f'{what} @ {args.shape[0]}x{args.shape[1]}: {params / 1e6:.2f} M params, '
           f'{flops / 1e9:.2f} GMACs')
 

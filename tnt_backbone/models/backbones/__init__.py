@@ -1,3 +1,4 @@
+from .pyramid_tnt import PyramidTNT
 from .tnt import TNT
 
-__all__ = ['TNT']
+__all__ = ['PyramidTNT', 'TNT']
