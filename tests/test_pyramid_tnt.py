@@ -222,6 +222,22 @@ def test_pretrained_from_another_grid_is_resized(tmp_path, fixture_tool):
     assert not any('attn_bias' in n for n, _ in no_bias.named_parameters())
 
 
+def test_list_init_cfg_and_ema_weights_load_through_the_converter(tmp_path, fixture_tool):
+    """A Pretrained entry inside a list init_cfg converts as the dict form does; a training
+    checkpoint's EMA copy is the one taken."""
+    official = official_weights(fixture_tool, 'tiny')
+    decoy = {k: torch.zeros_like(v) for k, v in official.items()}
+    path = str(tmp_path / 'ptnt_ti.pth.tar')
+    torch.save({'state_dict': decoy, 'state_dict_ema': official}, path)
+    model = PyramidTNT(arch='tiny', out_indices=(3,), init_cfg=[
+        dict(type='Constant', layer='Linear', val=0.5),
+        dict(type='Pretrained', checkpoint=path)])
+    model.init_weights()
+    for k, v in convert_pyramid_tnt(official).items():
+        if not k.startswith('head.'):
+            assert torch.equal(model.state_dict()[k], v), k
+
+
 def test_wrong_checkpoint_is_an_error(tmp_path, fixture_tool):
     path = str(tmp_path / 'ptnt_ti.pt')
     torch.save(official_weights(fixture_tool, 'tiny'), path)

@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import torch
 from mmengine.logging import print_log
+from mmengine.model import BaseModule
 
 from .engine.weights import load_state_dict_from
 from .models.layers import resize_pos_embed
@@ -241,6 +242,26 @@ def load_pretrained(model, filename, prefix=None, ema=True, logger='current'):
     if unexpected:
         print_log(f'unexpected keys in {filename}: {unexpected}', logger=logger, level=30)
     return missing, unexpected
+
+
+def init_from_pretrained(module, load):
+    """Applies ``module.init_cfg`` with its ``Pretrained`` entry (alone or in a list) given to
+    ``load(entry)``, a converting loader: mmengine's ``PretrainedInit`` would load foreign keys
+    unconverted. The other entries of a list run first. Returns whether there was one."""
+    cfgs = module.init_cfg if isinstance(module.init_cfg, list) else [module.init_cfg]
+    pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
+    if len(pretrained) > 1:
+        raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; keep one')
+    if not pretrained:
+        return False
+    others = [c for c in cfgs if c is not pretrained[0]]
+    if others:
+        full, module.init_cfg = module.init_cfg, others
+        BaseModule.init_weights(module)
+        module.init_cfg = full
+    load(pretrained[0])
+    module._is_init = True  # keep mmengine from re-applying init_cfg
+    return True
 
 
 def refuse_unconverted(checkpoint, filename):

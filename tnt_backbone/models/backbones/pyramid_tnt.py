@@ -366,9 +366,10 @@ class PyramidTNT(BaseModule):
         frozen_stages (int): -1 freezes nothing, 0 the stem and position embeddings, k > 0
             also stages 0..k-1 (with their aggregations and output norms). Defaults to -1.
         norm_eval (bool): Keep the stem's BatchNorm layers in eval mode while training.
-        init_cfg (dict | list | None): ``dict(type='Pretrained', checkpoint=PATH)`` loads an
-            official PyramidTNT checkpoint or one of ours (also a classifier's ``backbone.``
-            weights).
+        init_cfg (dict | list | None): ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``
+            (alone or in a list) loads an official PyramidTNT checkpoint or one of ours (also a
+            classifier's ``backbone.`` weights); ``ema=False`` in it takes a training
+            checkpoint's plain weights instead of its EMA weights.
     """
     arch_zoo = {
         **dict.fromkeys(['ti', 'tiny'], _arch([2, 6, 3, 2], 5, 80, 1, 2, 192)),
@@ -455,9 +456,9 @@ class PyramidTNT(BaseModule):
 
     # ---------------------------------------------------------------- weights
     def init_weights(self):
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            load_pyramid_tnt(self, self.init_cfg['checkpoint'])
-            self._is_init = True  # keep mmengine from re-applying init_cfg
+        from ...checkpoint import init_from_pretrained  # imports this package's layers
+        if init_from_pretrained(self, lambda cfg: load_pyramid_tnt(
+                self, cfg['checkpoint'], ema=cfg.get('ema', True))):
             return
         super().init_weights()
         if self.init_cfg is None:  # the official initialisation
@@ -629,16 +630,18 @@ def convert_pyramid_tnt(state_dict):
     return out
 
 
-def load_pyramid_tnt(model, filename, logger='current'):
-    """Loads an official or our PyramidTNT checkpoint file into ``model``.
+def load_pyramid_tnt(model, filename, ema=True, logger='current'):
+    """Loads an official or our PyramidTNT checkpoint (file or URL, EMA weights preferred: see
+    :mod:`tnt_backbone.engine.weights`) into ``model``.
 
     Resizes the position embedding and attention biases of another pretraining grid, drops
     the classifier head (and attention biases when the model has none), raises on shape
     mismatches and reports missing and unexpected keys.
     """
     from ...checkpoint import unwrap_state_dict  # imports this package's layers
-    from ...engine import safe_torch_load
-    sd = convert_pyramid_tnt(unwrap_state_dict(safe_torch_load(filename)))
+    from ...engine import load_state_dict_from
+    sd = convert_pyramid_tnt(unwrap_state_dict(load_state_dict_from(filename, ema=ema,
+                                                                    logger=logger)))
     own = model.state_dict()
     sd = {k: v for k, v in sd.items() if k in own or not k.startswith('head.')}
     if model.stages[0].attn_bias is None:

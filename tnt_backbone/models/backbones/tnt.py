@@ -186,23 +186,9 @@ class TNT(BaseModule):
 
     # ---------------------------------------------------------------- weights
     def init_weights(self):
-        # A Pretrained entry, alone or in a list, goes through the converter (mmengine's
-        # PretrainedInit would load foreign keys unconverted); the other entries run first.
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-        pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
-        if len(pretrained) > 1:
-            raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; keep one')
-        if pretrained:
-            from ...checkpoint import load_pretrained  # the converter imports this module
-            others = [c for c in cfgs if c is not pretrained[0]]
-            if others:
-                full, self.init_cfg = self.init_cfg, others
-                super().init_weights()
-                self.init_cfg = full
-            cfg = pretrained[0]
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            ema=cfg.get('ema', True))
-            self._is_init = True  # keep mmengine from re-applying init_cfg
+        from ...checkpoint import init_from_pretrained, load_pretrained  # imports this module
+        if init_from_pretrained(self, lambda cfg: load_pretrained(
+                self, cfg['checkpoint'], prefix=cfg.get('prefix'), ema=cfg.get('ema', True))):
             return
         super().init_weights()
         if self.init_cfg is None:
