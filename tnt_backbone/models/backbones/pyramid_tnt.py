@@ -16,10 +16,10 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
 from ..layers import Mlp, WordAttention, WordsToSentence, resize_pos_embed
+from .common import FreezeMixin, check_image_batch
 
 WORDS_PER_SIDE = 4
 NUM_WORDS = WORDS_PER_SIDE ** 2
@@ -329,7 +329,7 @@ class PyramidTNTStage(nn.Module):
 
 
 @MODELS.register_module()
-class PyramidTNT(BaseModule):
+class PyramidTNT(FreezeMixin, BaseModule):
     """PyramidTNT backbone for any input size.
 
     Images are zero-padded at bottom/right to a multiple of 8. The sentence position embedding
@@ -522,26 +522,9 @@ class PyramidTNT(BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
     # ---------------------------------------------------------------- forward
     def _check_input(self, x):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise ValueError(f'PyramidTNT expects a 4-D (B, C, H, W) tensor, got '
-                             f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}')
-        if not x.is_floating_point():
-            raise TypeError(f'PyramidTNT expects a floating-point image tensor, got {x.dtype}; '
-                            f'normalise the image first')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'PyramidTNT was built for {self.in_channels} input channels, got '
-                             f'an input with {x.shape[1]} (shape {tuple(x.shape)})')
+        check_image_batch(x, self.in_channels, 'PyramidTNT')
         if min(x.shape[-2:]) < 4 * STEM_STRIDE:
             raise ValueError(f'PyramidTNT needs inputs of at least {4 * STEM_STRIDE} pixels '
                              f'on each side, got {tuple(x.shape[-2:])}')

@@ -7,10 +7,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry import MODELS
 from ..layers import TNTBlock, WordEmbed, WordsToSentence, resize_pos_embed
+from .common import FreezeMixin, check_image_batch
 
 ARCH_KEYS = ('word_dim', 'sentence_dim', 'depth', 'word_heads', 'sentence_heads', 'mlp_ratio')
 
@@ -21,7 +21,7 @@ def _arch(word_dim, sentence_dim, word_heads, sentence_heads):
 
 
 @MODELS.register_module()
-class TNT(BaseModule):
+class TNT(FreezeMixin, BaseModule):
     """Transformer iN Transformer backbone for any input size.
 
     The image is cut into ``patch_size`` x ``patch_size`` visual sentences of 4x4 visual words
@@ -241,26 +241,9 @@ class TNT(BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
     # ---------------------------------------------------------------- forward
     def _check_input(self, x):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise ValueError(f'TNT expects a 4-D (B, C, H, W) tensor, got '
-                             f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}')
-        if not x.is_floating_point():
-            raise TypeError(f'TNT expects a floating-point image tensor, got {x.dtype}; '
-                            f'normalise the image first')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'TNT was built for {self.in_channels} input channels, got an '
-                             f'input with {x.shape[1]} (shape {tuple(x.shape)})')
+        check_image_batch(x, self.in_channels, 'TNT')
 
     def embed(self, x):
         """x: (B, C, H, W) -> words (B*N, 16, c), sentences (B, 1+N, D), grid (Hp, Wp)."""
