@@ -1,8 +1,6 @@
 # UperNet, TNT-Ti/16 on the generated toy dataset (tools/data/make_toy_ade20k.py: 4 classes,
 # ~128 px images): trains from scratch on a CPU in a few minutes (`make demo-seg`). Lighter heads
 # than ADE20K's (64-channel UperNet, 32-channel auxiliary FCN); the backbone is the real TNT-Ti.
-# From scratch, a stride-4 level made of the visual words (block 3's; the other levels from
-# blocks 6/9/12) learns the shapes' outlines faster than one upsampled from sentences.
 # mmseg's ADE20KDataset would remap any overridden class list onto its 150 ADE20K names, so the
 # toy data is read with BaseSegDataset: the same layout and reduce_zero_label semantics.
 _base_ = './upernet_tnt-ti-p16_8xb2-160k_ade20k-512x512.py'
@@ -12,9 +10,7 @@ norm_cfg = dict(type='BN', requires_grad=True)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
-    backbone=dict(img_size=128, drop_path_rate=0., out_indices=(5, 8, 11), word_map_index=2,
-                  init_cfg=None),
-    neck=dict(word_channels=12),
+    backbone=dict(img_size=128, drop_path_rate=0., init_cfg=None),
     decode_head=dict(channels=64, num_classes=4, norm_cfg=norm_cfg),
     auxiliary_head=dict(channels=32, num_classes=4, norm_cfg=norm_cfg),
     test_cfg=dict(_delete_=True, mode='whole'))
