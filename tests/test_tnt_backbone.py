@@ -130,10 +130,11 @@ def test_frozen_stages_get_no_gradient():
     assert model.training and not model.blocks[0].training and model.blocks[2].training
 
 
-def test_with_cp_same_outputs_and_gradients():
+@pytest.mark.parametrize('with_cp', [True, 'words'])
+def test_with_cp_same_outputs_and_gradients(with_cp):
     torch.manual_seed(0)
     plain = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(1, 3))
-    ckpt = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(1, 3), with_cp=True)
+    ckpt = TNT(arch=SMALL_ARCH, out_type='featmap', out_indices=(1, 3), with_cp=with_cp)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 48, 32)
     grads = []
@@ -144,6 +145,27 @@ def test_with_cp_same_outputs_and_gradients():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     assert grads[0].keys() == {n for n, _ in plain.named_parameters()}
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_with_cp_keeps_fewer_activations_for_backward():
+    """What autograd keeps from the forward: checkpointing the word layers keeps less than
+    nothing, checkpointing whole blocks less still (counted with saved-tensor hooks)."""
+    x = torch.randn(2, 3, 64, 64)
+
+    def saved_bytes(with_cp):
+        torch.manual_seed(0)
+        model = TNT(arch=SMALL_ARCH, out_indices=(3,), with_cp=with_cp).train()
+        total = []
+
+        def pack(t):
+            total.append(t.numel() * t.element_size())
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x)
+        return sum(total)
+
+    plain, words, blocks = saved_bytes(False), saved_bytes('words'), saved_bytes(True)
+    assert blocks < words < 0.75 * plain
 
 
 def test_drop_path_is_stochastic_in_train_and_off_in_eval():
@@ -208,6 +230,7 @@ def test_bad_inputs_raise_clear_errors(bad, exc, match):
     (dict(layout='v3'), 'layout'),
     (dict(out_type='tokens'), 'out_type'),
     (dict(out_type='pyramid'), 'SimpleFeaturePyramid'),
+    (dict(with_cp='sentences'), 'with_cp'),
     (dict(out_indices=(1, 2), word_map_index=3), 'after the last'),
     (dict(out_type='cls_token', word_map_index=0), 'featmap'),
     (dict(out_indices=(0, 1, 2, 12)), 'outside'),

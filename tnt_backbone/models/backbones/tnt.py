@@ -69,7 +69,10 @@ class TNT(FreezeMixin, BaseModule):
             ``window_size > 0``. Defaults to None: four evenly spaced blocks, as ViTDet.
         final_norm (bool): Apply the final LayerNorm to the last block's class token
             (``'cls_token'`` outputs only). Defaults to True.
-        with_cp (bool): Activation checkpointing of each block while training. Defaults to False.
+        with_cp (bool | str): Activation checkpointing while training: True recomputes each
+            whole block in backward; ``'words'`` only each block's word layer and its fold into
+            the sentences, which hold most of a block's activations (16 words of every
+            sentence) for a small part of its compute. Defaults to False.
         frozen_stages (int): -1 freezes nothing, 0 the embeddings, k > 0 the embeddings and the
             first k blocks. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training (TNT has none; kept
@@ -126,6 +129,8 @@ class TNT(FreezeMixin, BaseModule):
                                  f'be trained by nothing')
         self.word_map_index = word_map_index
         self.final_norm = final_norm
+        if with_cp not in (False, True, 'words'):
+            raise ValueError(f"with_cp must be False, True or 'words', got {with_cp!r}")
         self.with_cp = with_cp
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -259,11 +264,11 @@ class TNT(FreezeMixin, BaseModule):
         return words, self.pos_drop(sentences), hw_shape
 
     def _run_block(self, block, words, sentences, hw_shape, cls_only):
-        if self.with_cp and self.training and (words.requires_grad or sentences.requires_grad
-                                               or torch.is_grad_enabled()):
+        checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
+        if checkpointing and self.with_cp != 'words':
             return cp.checkpoint(block, words, sentences, hw_shape, cls_only,
                                  use_reentrant=False)
-        return block(words, sentences, hw_shape, cls_only)
+        return block(words, sentences, hw_shape, cls_only, checkpoint_words=checkpointing)
 
     def word_map(self, words, hw_shape):
         """Words (B*Hp*Wp, w*w, c) laid out as the stride-4 map (B, c, w*Hp, w*Wp) they tile."""

@@ -2,6 +2,7 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 
 from .attention import Attention, WordAttention
@@ -111,13 +112,22 @@ class TNTBlock(nn.Module):
         self.sentence_layer = TransformerLayer(sentence_dim, sentence_heads, mlp_ratio,
                                                window_size=window_size, **common)
 
-    def forward(self, words, sentences, hw_shape, cls_only=False):
+    def forward(self, words, sentences, hw_shape, cls_only=False, checkpoint_words=False):
         """words: (B*N, n, c); sentences: (B, 1 + N, D), class token first; hw_shape: (Hp, Wp).
 
         Returns the updated (words, sentences), same shapes; with ``cls_only`` the sentences
-        returned are the class token only, (B, 1, D).
+        returned are the class token only, (B, 1, D). ``checkpoint_words`` recomputes the word
+        layer and the fold in backward instead of keeping their activations.
         """
-        words = self.word_layer(words)
-        update = self.words_to_sentence(words, sentences.shape[0])
+        if checkpoint_words:
+            words, update = cp.checkpoint(self._words, words, sentences.shape[0],
+                                          use_reentrant=False)
+        else:
+            words, update = self._words(words, sentences.shape[0])
         sentences = sentences + F.pad(update, (0, 0, 1, 0))  # class token gets no update
         return words, self.sentence_layer(sentences, hw_shape, 1 if cls_only else None)
+
+    def _words(self, words, batch_size):
+        """The word layer, then its output folded into a sentence update (B, N, D)."""
+        words = self.word_layer(words)
+        return words, self.words_to_sentence(words, batch_size)
