@@ -104,7 +104,7 @@ def test_short_training_learns_the_toy_classes(toy_ade20k, load_tool, tmp_path):
     """A ~2-minute run: mIoU well above both chance (25 for 4 classes) and the all-"ground"
     prediction (about 19), and a falling loss."""
     root = toy_ade20k(48, 12, 64)
-    iters = 150
+    iters = 200
     overrides = [
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
         f'param_scheduler.1.end={iters}', f'default_hooks.checkpoint.interval={iters}',

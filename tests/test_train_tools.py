@@ -174,14 +174,14 @@ def workspace(toy_coco, tmp_path_factory):
     root = tmp_path_factory.mktemp('dist')
     os.makedirs(root / 'data')
     os.symlink(toy_coco(4, 2, 64), root / 'data' / 'toy_coco')
-    cfg = Config.fromfile(TOY_CONFIG)
+    init = str(root / 'init.pth')
+    config = root / 'grad_check.py'
+    config.write_text(GRAD_CHECK_CONFIG.format(toy=TOY_CONFIG, init=init, lr=LR))
+    cfg = Config.fromfile(str(config))  # the model every run builds (8 blocks)
     init_default_scope(cfg.default_scope)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    init = str(root / 'init.pth')
     torch.save(dict(state_dict=model.state_dict()), init)
-    config = root / 'grad_check.py'
-    config.write_text(GRAD_CHECK_CONFIG.format(toy=TOY_CONFIG, init=init, lr=LR))
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     return dict(root=str(root), config=str(config), init=init, names=names)
 
