@@ -182,11 +182,33 @@ def convert_tnt_checkpoint(checkpoint):
     return sd, source, detect_layout(sd)
 
 
-def _grid_of(num_tokens, name):
+def square_grid(num_tokens, name):
+    """(side, side) of a square grid of ``num_tokens`` position tokens; an error otherwise."""
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
         raise ValueError(f'{name} has {num_tokens} grid tokens, not a square grid')
     return side, side
+
+
+def load_converted(model, sd, filename, what, new_modules=(), logger='current'):
+    """Loads a converted state dict into ``model`` after checking every shape.
+
+    A shape mismatch is an error naming the key and ``what`` (the model, e.g. its arch);
+    missing keys outside ``new_modules`` (name prefixes of modules the checkpoint cannot hold,
+    such as output norms) and unexpected keys are reported as warnings.
+    """
+    own = model.state_dict()
+    for k, v in sd.items():
+        if k in own and own[k].shape != v.shape:
+            raise ValueError(f'{filename} does not fit {what}: {k} has shape {tuple(v.shape)} '
+                             f'in the checkpoint, {tuple(own[k].shape)} in the model')
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith(tuple(new_modules))]
+    if missing:
+        print_log(f'missing keys in {filename}: {missing}', logger=logger, level=30)
+    if unexpected:
+        print_log(f'unexpected keys in {filename}: {unexpected}', logger=logger, level=30)
+    return missing, unexpected
 
 
 def load_pretrained(model, filename, prefix=None, ema=True, logger='current'):
@@ -220,28 +242,17 @@ def load_pretrained(model, filename, prefix=None, ema=True, logger='current'):
               if not (k.startswith('blocks.') and int(k.split('.')[1]) in unbuilt)}
         print_log(f'skipped blocks {unbuilt[0]}-{unbuilt[-1]} of {filename}: the model stops '
                   f'at block {len(model.blocks) - 1}, its last output', logger=logger)
-    ckpt_grid = _grid_of(sd['sentence_pos'].shape[1] - 1, f'{filename}: sentence_pos')
+    ckpt_grid = square_grid(sd['sentence_pos'].shape[1] - 1, f'{filename}: sentence_pos')
     if ckpt_grid != model.pos_grid:
         print_log(f'resizing sentence_pos of {filename} from {ckpt_grid} to {model.pos_grid}',
                   logger=logger)
         sd['sentence_pos'] = resize_pos_embed(sd['sentence_pos'], ckpt_grid, model.pos_grid)
-    for k, v in sd.items():
-        if k in own and own[k].shape != v.shape:
-            raise ValueError(
-                f'{filename} does not fit this TNT (arch word/sentence dims '
-                f'{model.word_dim}/{model.sentence_dim}, depth {model.depth}): {k} has shape '
-                f'{tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model. '
-                f'Checkpoint dims: word {sd["word_pos"].shape[1]}, sentence '
-                f'{sd["cls_token"].shape[-1]}')
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    # The output norms are new modules: not missing in any real sense.
-    missing = [k for k in missing if not k.startswith(('out_norms.', 'word_norm.'))]
-    print_log(f'loaded {source} TNT checkpoint {filename} (layout {layout})', logger=logger)
-    if missing:
-        print_log(f'missing keys in {filename}: {missing}', logger=logger, level=30)
-    if unexpected:
-        print_log(f'unexpected keys in {filename}: {unexpected}', logger=logger, level=30)
-    return missing, unexpected
+    what = (f'this TNT (arch word/sentence dims {model.word_dim}/{model.sentence_dim}, depth '
+            f'{model.depth}; checkpoint dims: word {sd["word_pos"].shape[1]}, sentence '
+            f'{sd["cls_token"].shape[-1]})')
+    print_log(f'loading {source} TNT checkpoint {filename} (layout {layout})', logger=logger)
+    # the output norms are new modules: not missing in any real sense
+    return load_converted(model, sd, filename, what, ('out_norms.', 'word_norm.'), logger)
 
 
 def init_from_pretrained(module, load):

@@ -621,7 +621,7 @@ def load_pyramid_tnt(model, filename, ema=True, logger='current'):
     the classifier head (and attention biases when the model has none), raises on shape
     mismatches and reports missing and unexpected keys.
     """
-    from ...checkpoint import unwrap_state_dict  # imports this package's layers
+    from ...checkpoint import load_converted, square_grid, unwrap_state_dict  # imports layers
     from ...engine import load_state_dict_from
     sd = convert_pyramid_tnt(unwrap_state_dict(load_state_dict_from(filename, ema=ema,
                                                                     logger=logger)))
@@ -629,7 +629,7 @@ def load_pyramid_tnt(model, filename, ema=True, logger='current'):
     sd = {k: v for k, v in sd.items() if k in own or not k.startswith('head.')}
     if model.stages[0].attn_bias is None:
         sd = {k: v for k, v in sd.items() if not k.endswith('.attn_bias')}
-    src_pos_grid = _square_grid(sd['sentence_pos'].shape[1], 'sentence_pos')
+    src_pos_grid = square_grid(sd['sentence_pos'].shape[1], f'{filename}: sentence_pos')
     if src_pos_grid != model.pos_grid:
         print_log(f'resizing the position embedding and attention biases of {filename} from '
                   f'a {src_pos_grid} to a {model.pos_grid} grid', logger=logger)
@@ -641,25 +641,7 @@ def load_pyramid_tnt(model, filename, ema=True, logger='current'):
                 src = (src_pos_grid[0] >> i, src_pos_grid[1] >> i)
                 sd[key] = resize_attn_bias(sd[key], src, stage.key_grid(src), stage.bias_grid,
                                            stage.key_grid(stage.bias_grid))
-    for k, v in sd.items():
-        if k in own and own[k].shape != v.shape:
-            raise ValueError(f'{filename} does not fit this PyramidTNT (sentence dims '
-                             f'{model.sentence_dims}, depths {model.depths}): {k} has shape '
-                             f'{tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the '
-                             f'model')
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    what = f'this PyramidTNT (sentence dims {model.sentence_dims}, depths {model.depths})'
+    print_log(f'loading PyramidTNT checkpoint {filename}', logger=logger)
     # output norms other than the final one are new modules, not missing weights
-    missing = [k for k in missing if not k.startswith(('norm', 'word_norm'))]
-    print_log(f'loaded PyramidTNT checkpoint {filename}', logger=logger)
-    if missing:
-        print_log(f'missing keys in {filename}: {missing}', logger=logger, level=30)
-    if unexpected:
-        print_log(f'unexpected keys in {filename}: {unexpected}', logger=logger, level=30)
-    return missing, unexpected
-
-
-def _square_grid(num_tokens, name):
-    side = math.isqrt(num_tokens)
-    if side * side != num_tokens:
-        raise ValueError(f'{name} has {num_tokens} tokens, not a square grid')
-    return side, side
+    return load_converted(model, sd, filename, what, ('norm', 'word_norm'), logger)
