@@ -1,5 +1,7 @@
-"""What both backbones share: train-mode handling and the input check."""
+"""What both backbones share: train-mode handling, the input check, the from-scratch init."""
 import torch
+import torch.nn as nn
+from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -28,3 +30,18 @@ def check_image_batch(x, in_channels, name):
     if x.shape[1] != in_channels:
         raise ValueError(f'{name} was built for {in_channels} input channels, got an input '
                          f'with {x.shape[1]} (shape {tuple(x.shape)})')
+
+
+def init_linear_and_norm(m):
+    """timm's transformer init: truncated-normal (std 0.02) Linear weights, zero biases, unit
+    LayerNorms. Returns whether ``m`` was one of these."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    else:
+        return False
+    return True

@@ -19,7 +19,7 @@ from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
 from ..layers import Mlp, WordAttention, WordsToSentence, resize_pos_embed
-from .common import FreezeMixin, check_image_batch
+from .common import FreezeMixin, check_image_batch, init_linear_and_norm
 
 WORDS_PER_SIDE = 4
 NUM_WORDS = WORDS_PER_SIDE ** 2
@@ -471,18 +471,12 @@ class PyramidTNT(FreezeMixin, BaseModule):
 
     @staticmethod
     def _init_module(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Conv2d):
+        # the official code also gives its convolutions a fan-out normal init
+        if not init_linear_and_norm(m) and isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1]
                                                           * m.out_channels // m.groups)))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def no_weight_decay(self):
         """Parameter names that get no weight decay (besides norms and biases), as the

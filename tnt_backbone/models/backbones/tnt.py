@@ -10,7 +10,7 @@ from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
 from ..layers import TNTBlock, WordEmbed, WordsToSentence, resize_pos_embed
-from .common import FreezeMixin, check_image_batch
+from .common import FreezeMixin, check_image_batch, init_linear_and_norm
 
 ARCH_KEYS = ('word_dim', 'sentence_dim', 'depth', 'word_heads', 'sentence_heads', 'mlp_ratio')
 
@@ -199,17 +199,7 @@ class TNT(FreezeMixin, BaseModule):
         if self.init_cfg is None:
             for p in (self.cls_token, self.sentence_pos, self.word_pos):
                 trunc_normal_(p, std=.02)
-            self.apply(self._init_module)
-
-    @staticmethod
-    def _init_module(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            self.apply(init_linear_and_norm)
 
     def no_weight_decay(self):
         """Parameter names that get no weight decay (besides norms and biases)."""
