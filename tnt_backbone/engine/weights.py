@@ -104,11 +104,13 @@ def download_checkpoint(url):
     check_extension(name)
     cached = osp.join(cache_dir(), name)
     rank, world_size = get_dist_info()
-    if rank == 0 and not osp.isfile(cached):
-        _download(url, cached)
+    downloaded = rank == 0 and not osp.isfile(cached)
+    if downloaded:
+        _download(url, cached)  # checks the hash before the file lands
     if world_size > 1:
         barrier()
-    check_hash(cached, url)  # a cached file is re-checked: it may be stale or tampered with
+    if not downloaded:  # a cached file is re-checked: it may be stale or tampered with
+        check_hash(cached, url)
     return cached
 
 
