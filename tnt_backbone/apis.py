@@ -109,10 +109,15 @@ def enable_tta(cfg):
             'Test boxes alone with --cfg-options model.roi_head.mask_head=None '
             "model.roi_head.mask_roi_extractor=None test_evaluator.metric=bbox")
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    test_dataset_cfg(cfg).pipeline = cfg.tta_pipeline
+
+
+def test_dataset_cfg(cfg):
+    """The config's test dataset, inside its wrappers (e.g. ``RepeatDataset``), if any."""
     dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:  # wrappers (e.g. ConcatDataset / RepeatDataset)
+    while 'dataset' in dataset:
         dataset = dataset.dataset
-    dataset.pipeline = cfg.tta_pipeline
+    return dataset
 
 
 def dump_metric(cfg, out):

@@ -18,6 +18,8 @@ from mmengine.utils import ProgressBar
 from mmengine.visualization import Visualizer
 from PIL import Image
 
+from .apis import test_dataset_cfg
+
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -49,9 +51,7 @@ def collect_images(inputs):
 def dataset_meta(cfg):
     """Class names and palette of the config's test dataset (its ``metainfo`` over the dataset
     class's ``METAINFO``): the checkpoint need not carry them."""
-    ds = cfg.test_dataloader.dataset
-    while 'dataset' in ds:
-        ds = ds.dataset
+    ds = test_dataset_cfg(cfg)
     with DATASETS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
         dataset_cls = registry.get(ds.type)
     meta = dict(getattr(dataset_cls, 'METAINFO', {}))
