@@ -1,6 +1,7 @@
 # UperNet with a TNT-S backbone on ADE20K: 8 GPUs x 2 images, 160k iterations, 512x512 crops,
-# auxiliary FCN head on the stride-16 level (the neck's third), sliding-window inference. Backbone (224 position
-# grid resized to 32x32 at load), optimizer and warm-up: configs/_base_/tnt-s-p16_ade20k.py.
+# auxiliary FCN head on the stride-16 level (the neck's third), sliding-window inference.
+# Backbone (224 position grid resized to 32x32 at load), optimizer and warm-up:
+# configs/_base_/tnt-s-p16_ade20k.py.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py',

@@ -66,8 +66,9 @@ class SimpleFeaturePyramid(BaseModule):
             return nn.Conv2d(word_channels, C, 1)
         if scale == 4:
             mid = min(D, 2 * C)  # ViTDet: D -> D/2 -> D/4
-            return nn.Sequential(nn.ConvTranspose2d(D, mid, 2, 2), build_norm_layer(norm_cfg, mid)[1],
-                                 nn.GELU(), nn.ConvTranspose2d(mid, C, 2, 2))
+            return nn.Sequential(nn.ConvTranspose2d(D, mid, 2, 2),
+                                 build_norm_layer(norm_cfg, mid)[1], nn.GELU(),
+                                 nn.ConvTranspose2d(mid, C, 2, 2))
         if scale == 2:
             return nn.ConvTranspose2d(D, C, 2, 2)
         layers = [] if scale == 1 else [nn.MaxPool2d(int(1 / scale), ceil_mode=True)]
