@@ -225,3 +225,21 @@ def test_converter_tool_reads_an_url(server, load_tool, tmp_path, reference):
     assert_parity(pretrained(dst), reference)  # the EMA copy, converted
     tool.convert_file(f'{url}/{name}', str(dst), overwrite=True, ema=False)
     assert (pretrained(dst) - reference).abs().max() > 1e-2
+
+
+def test_test_tool_reads_an_url(server, load_tool, random_checkpoint, tmp_path, monkeypatch):
+    """tools/test.py takes a checkpoint URL as it takes the file (the same metrics)."""
+    from conftest import REPO_ROOT
+    config = f'{REPO_ROOT}/configs/segmentation/upernet_tnt-ti-p16_toy-ade20k-128x128.py'
+    load_tool('data/make_toy_ade20k.py').make_toy_ade20k(
+        str(tmp_path / 'data' / 'toy_ade20k'), 1, 3, 64)
+    monkeypatch.chdir(tmp_path)  # the config reads data/toy_ade20k
+    ckpt = random_checkpoint(config)
+    folder, url, _ = server
+    name = serve(folder, 'upernet', '.pth', torch.load(ckpt, weights_only=True))
+    test_tool = load_tool('test.py').main
+    from_file = test_tool([config, ckpt, '--work-dir', 'work'])
+    assert test_tool([config, f'{url}/{name}', '--work-dir', 'work']) == from_file
+    bad = serve(folder, 'upernet', '.pth', {'state_dict': {}}, digest='0123abcd')
+    with pytest.raises(ValueError, match='sha256 mismatch'):
+        test_tool([config, f'{url}/{bad}', '--work-dir', 'work'])

@@ -12,6 +12,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
+from .engine.weights import is_url
+
 
 def add_common_args(parser):
     """Arguments shared by ``train.py`` and ``test.py``."""
@@ -66,7 +68,7 @@ def test_parser():
     """The command line of ``tools/test.py``."""
     parser = argparse.ArgumentParser(description='Test (evaluate) a checkpoint')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL')
     parser.add_argument('--show-dir', help='write images with the predictions drawn here')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's tta_model over its "
@@ -136,7 +138,7 @@ def dump_metric(cfg, out):
 
 def evaluate(args):
     """Evaluates ``args.checkpoint`` (``test_parser()``'s arguments); returns the metrics."""
-    if not osp.isfile(args.checkpoint):
+    if not is_url(args.checkpoint) and not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
