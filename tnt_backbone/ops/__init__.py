@@ -1,3 +1,3 @@
-from .word_attention import HAS_WORD_ATTENTION_KERNEL, word_attention
+from .word_attention import HAS_TRITON, HAS_WORD_ATTENTION_KERNEL, select_path, word_attention
 
-__all__ = ['HAS_WORD_ATTENTION_KERNEL', 'word_attention']
+__all__ = ['HAS_TRITON', 'HAS_WORD_ATTENTION_KERNEL', 'select_path', 'word_attention']

@@ -1,13 +1,18 @@
-"""Attention over the words of each sentence, with a fused CPU kernel (``csrc/``).
+"""Attention over the words of each sentence, with a fused kernel per device: C++ on the CPU
+(``csrc/``), Triton on CUDA (:mod:`.triton_word_attention`).
 
 ``tnt_backbone._ext`` is built by ``pip install -e .`` (``setup.py``); importing it registers
-``torch.ops.tnt_backbone.word_attention`` and its backward. Wherever the kernel does not apply
-(no build, a GPU tensor, sentences of other than 16 words, head dims over 64, attention
-dropout, model export), :func:`word_attention` computes the same function with
-:func:`torch.nn.functional.scaled_dot_product_attention`.
+``torch.ops.tnt_backbone.word_attention`` and its backward. The Triton kernel needs triton,
+which CUDA builds of torch bring along. Wherever the device's kernel does not apply (not built
+or no triton, another device, sentences of other than 16 words, head dims over 64, other
+dtypes than fp32/bf16/fp16, attention dropout, model export), :func:`word_attention` computes
+the same function with :func:`torch.nn.functional.scaled_dot_product_attention`.
 """
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
+
+from .kernel_limits import qkv_problem
 
 try:
     from tnt_backbone import _ext  # noqa: F401  (registers the operators)
@@ -15,9 +20,19 @@ try:
 except ImportError:
     HAS_WORD_ATTENTION_KERNEL = False
 
-KERNEL_WORDS = 16
-KERNEL_MAX_HEAD_DIM = 64
-KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+try:
+    from . import triton_word_attention  # noqa: F401  (registers the operators)
+    HAS_TRITON = True
+except ModuleNotFoundError as error:
+    if error.name != 'triton':
+        raise
+    HAS_TRITON = False
+
+# The fused kernel of each device type.
+DEVICE_KERNELS = {'cpu': 'cpp', 'cuda': 'triton'}
+IMPLS = (None, 'sdpa', 'kernel', 'triton')
+_PATH_NAMES = {'cpp': 'the fused C++ kernel', 'triton': 'the Triton kernel', 'sdpa': 'SDPA'}
+_logged_paths = set()
 
 if HAS_WORD_ATTENTION_KERNEL:
 
@@ -42,19 +57,40 @@ if HAS_WORD_ATTENTION_KERNEL:
                                     setup_context=_setup_context)
 
 
-def kernel_applies(qkv, num_heads, dropout_p=0.):
-    """Whether :func:`word_attention` runs the fused kernel for these arguments. Not while
-    exporting (``torch.export``/ONNX, TorchScript tracing): the exported graph takes the
-    SDPA path, which ONNX and other runtimes know."""
-    exporting = (torch.compiler.is_exporting() or torch.jit.is_tracing()
-                 or torch.onnx.is_in_onnx_export())
-    return (HAS_WORD_ATTENTION_KERNEL and not exporting and qkv.device.type == 'cpu'
-            and dropout_p == 0.
-            and qkv.dtype in KERNEL_DTYPES and qkv.shape[1] == KERNEL_WORDS
-            and qkv.shape[2] // (3 * num_heads) <= KERNEL_MAX_HEAD_DIM)
+def _kernel_problem(kernel, qkv, num_heads, dropout_p):
+    """Why ``kernel`` ('cpp', 'triton', or None where the device has none) cannot compute
+    these arguments, or None when it can."""
+    if kernel is None:
+        return f'no fused kernel for {qkv.device.type} tensors'
+    if kernel == 'cpp' and not HAS_WORD_ATTENTION_KERNEL:
+        return 'the C++ extension tnt_backbone._ext is not built'
+    if kernel == 'triton' and not HAS_TRITON:
+        return 'triton is not installed'
+    if dropout_p:
+        return 'attention dropout'
+    return qkv_problem(qkv, num_heads)
 
 
-def word_attention(qkv, num_heads, scale, dropout_p=0.):
+def select_path(qkv, num_heads, dropout_p=0.):
+    """What :func:`word_attention` runs by default, and why: ``('cpp', None)`` on CPU and
+    ``('triton', None)`` on CUDA tensors where that device's fused kernel applies, else
+    ``('sdpa', reason)``. Exporting (``torch.export``/ONNX, TorchScript tracing) always takes
+    SDPA, which ONNX and other runtimes know."""
+    if torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return 'sdpa', 'exporting the model'
+    kernel = DEVICE_KERNELS.get(qkv.device.type)
+    problem = _kernel_problem(kernel, qkv, num_heads, dropout_p)
+    return ('sdpa', problem) if problem else (kernel, None)
+
+
+def _log_once(device_type, path, why):
+    if (device_type, path) not in _logged_paths:
+        _logged_paths.add((device_type, path))
+        print_log(f'word attention on {device_type} tensors: {_PATH_NAMES[path]}'
+                  + (f' ({why})' if why else ''), logger='current')
+
+
+def word_attention(qkv, num_heads, scale, dropout_p=0., impl=None):
     """Multi-head self-attention within each sentence, from its fused qkv projection.
 
     Args:
@@ -63,12 +99,33 @@ def word_attention(qkv, num_heads, scale, dropout_p=0.):
         num_heads (int): Number of heads.
         scale (float): Factor on the q.k scores.
         dropout_p (float): Dropout on the attention weights (use 0 in eval).
+        impl (str, optional): None: as :func:`select_path` decides (logged once per device
+            type and path). ``'sdpa'``: SDPA. ``'kernel'``: the device's fused kernel (C++ on
+            CPU, Triton on CUDA). ``'triton'``: the Triton kernel (CPU tensors too, in
+            Triton's interpreter, when TRITON_INTERPRET=1 was set before triton's import).
+            A forced kernel that cannot compute the arguments is an error that says why.
 
     Returns:
         Tensor: (T, n, C), heads concatenated.
     """
-    if kernel_applies(qkv, num_heads, dropout_p):
+    if impl is None:
+        path, why = select_path(qkv, num_heads, dropout_p)
+    elif impl == 'sdpa':
+        path, why = 'sdpa', "impl='sdpa'"
+    elif impl in ('kernel', 'triton'):
+        path = DEVICE_KERNELS.get(qkv.device.type) if impl == 'kernel' else 'triton'
+        problem = _kernel_problem(path, qkv, num_heads, dropout_p)
+        if problem:
+            raise ValueError(f'word_attention(impl={impl!r}): {problem}')
+        why = f'impl={impl!r}'
+    else:
+        raise ValueError(f'word_attention: impl must be one of {IMPLS}, got {impl!r}')
+    if not torch.compiler.is_compiling():  # logging would break the traced graph
+        _log_once(qkv.device.type, path, why)
+    if path == 'cpp':
         return torch.ops.tnt_backbone.word_attention(qkv, num_heads, scale)
+    if path == 'triton':
+        return torch.ops.tnt_backbone.word_attention_triton(qkv, num_heads, scale)
     T, n, _ = qkv.shape
     q, k, v = qkv.unflatten(-1, (3, num_heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
     out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
