@@ -2,6 +2,7 @@
 import os
 import re
 from argparse import Namespace
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 from tnt_backbone.engine import LayerDecayOptimWrapperConstructor
 from tnt_backbone.models import PyramidTNT
+from tnt_backbone.models.backbones import pyramid_tnt
 from tnt_backbone.models.backbones.pyramid_tnt import convert_pyramid_tnt, resize_attn_bias
 
 FIXTURES = torch.load(os.path.join(os.path.dirname(__file__), 'fixtures',
@@ -136,20 +138,80 @@ def test_training_at_another_size_reaches_every_parameter():
     assert not no_grad
 
 
-def test_with_cp_gives_the_same_outputs_and_gradients():
+@pytest.mark.parametrize('with_cp', [True, 'words'])
+def test_with_cp_gives_the_same_outputs_and_gradients(with_cp):
     torch.manual_seed(0)
-    plain = PyramidTNT(arch=SMALL_ARCH)
+    plain = PyramidTNT(arch=SMALL_ARCH, word_out_indices=(0,))
     plain.init_weights()
-    cp = PyramidTNT(arch=SMALL_ARCH, with_cp=True)
+    cp = PyramidTNT(arch=SMALL_ARCH, word_out_indices=(0,), with_cp=with_cp)
     cp.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 64, 80)
-    grads = []
+    outs, grads = [], []
     for model in (plain, cp):
         model.train()
         out = model(x)
         sum(o.sum() for o in out).backward()
+        outs.append(out)
         grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*outs))
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-5) for n in grads[0])
+
+
+def test_with_cp_words_keeps_no_word_activations():
+    """With ``with_cp='words'``, autograd keeps none of the word transformers' MLP inputs
+    (B*N, 16, 4c) but still the sentence MLPs' (B, N, 4D)."""
+    def saved_shapes(with_cp):
+        model = PyramidTNT(arch=SMALL_ARCH, with_cp=with_cp).train()
+        shapes = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+            model(torch.randn(1, 3, 64, 64))
+        return shapes
+    # stage 0: 8x8 sentences of 16 words of dim 4 (MLP hidden 16); sentences of dim 16
+    word_hidden, sentence_hidden = (64, 16, 16), (1, 64, 64)
+    plain, words = saved_shapes(False), saved_shapes('words')
+    assert word_hidden in plain and word_hidden not in words
+    assert sentence_hidden in words
+
+
+@pytest.mark.parametrize('dtype,batch', [(torch.float32, 2), (torch.bfloat16, 3)])
+def test_biased_attention_matches_sdpa_in_float64(dtype, batch):
+    """The CPU training path of the bias (flash forward, chunked bias gradient) computes
+    SDPA's function: values and gradients of q, k, v and the bias."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(batch, 3, n, 16, dtype=dtype, requires_grad=True)
+               for n in (70, 23, 23))
+    bias = torch.randn(1, 3, 70, 23, dtype=dtype, requires_grad=True)
+    weight = torch.randn(batch, 3, 70, 16)
+
+    def run(fn, *args):
+        args = [a.detach().requires_grad_() for a in args]
+        out = fn(*args)
+        (out.double() * weight).sum().backward()
+        return [out] + [a.grad for a in args]
+
+    with patch.object(pyramid_tnt, 'BIAS_GRAD_CHUNK', 3 * 23 * 4 * batch):  # 4-query chunks
+        ours = run(lambda *a: pyramid_tnt.biased_attention(*a, scale=0.3), q, k, v, bias)
+    ref = run(lambda q, k, v, b: F.scaled_dot_product_attention(
+        q.double(), k.double(), v.double(), attn_mask=b.double(), scale=0.3), q, k, v, bias)
+    for a, b in zip(ours, ref):
+        a, b = a.double().flatten(), b.double().flatten()
+        if dtype == torch.float32:
+            assert (a - b).norm() / b.norm() < 1e-6
+        else:
+            assert F.cosine_similarity(a, b, dim=0) > 0.9999
+
+
+def test_biased_attention_keeps_no_attention_matrix():
+    """In training on the CPU the sentence attention keeps no (B, heads, Nq, Nk) matrix for
+    backward (SDPA's unfused path, which a bias with a gradient selects, keeps two)."""
+    attn = pyramid_tnt.SpatialReductionAttention(32, 2, sr_ratio=2).train()
+    bias = torch.randn(1, 2, 80, 20, requires_grad=True)
+    numels = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: numels.append(t.numel()) or t, lambda t: t):
+        attn(torch.randn(3, 80, 32), (8, 10), bias)
+    assert numels and 3 * 2 * 80 * 20 not in numels
 
 
 def test_frozen_stages_and_norm_eval():
@@ -257,6 +319,7 @@ def test_wrong_checkpoint_is_an_error(tmp_path, fixture_tool):
     (dict(out_type='cls_token'), 'out_type'),
     (dict(img_size=200), 'multiple of 64'),
     (dict(frozen_stages=5), 'frozen_stages'),
+    (dict(with_cp='blocks'), 'with_cp'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

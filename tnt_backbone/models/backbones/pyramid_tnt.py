@@ -25,6 +25,8 @@ WORDS_PER_SIDE = 4
 NUM_WORDS = WORDS_PER_SIDE ** 2
 STEM_STRIDE = 8
 SR_RATIOS = (4, 2, 1, 1)
+# scores per chunk of the bias gradient's recomputation (16 MiB in fp32)
+BIAS_GRAD_CHUNK = 1 << 22
 ARCH_KEYS = ('depths', 'word_dims', 'sentence_dims', 'word_heads', 'sentence_heads')
 
 
@@ -59,6 +61,58 @@ def resize_attn_bias(bias, src_query, src_key, dst_query, dst_key):
         x = F.interpolate(x, size=dst_query, mode='bicubic', align_corners=False)
     x = x.reshape(heads, math.prod(dst_key), math.prod(dst_query)).transpose(1, 2)
     return x.unsqueeze(0).to(bias.dtype)
+
+
+class _BiasedAttentionCPU(torch.autograd.Function):
+    """SDPA with a learned additive bias, for CPU training.
+
+    With a bias that needs a gradient, SDPA on the CPU takes its unfused path, which keeps
+    every block's (B, heads, Nq, Nk) attention matrix until backward (at 800x1333 more than
+    the resized biases themselves). Here the forward runs the fused flash kernel and keeps
+    only its inputs, output and log-sum-exp; the backward takes q/k/v gradients from the
+    flash backward and recomputes the bias gradient in query chunks.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, scale):
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, attn_mask=bias, scale=scale)
+        ctx.save_for_backward(q, k, v, bias, out, lse)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias, out, lse = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_q, grad_k, grad_v = \
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                grad_out, q, k, v, out, lse, 0., False, attn_mask=bias, scale=ctx.scale)
+        grad_bias = None
+        if ctx.needs_input_grad[3]:
+            # d bias = sum over the batch of P * (dO v^T - rowsum(dO * out)), P = exp(S - lse)
+            B, heads, Nq, _ = q.shape
+            rowsum = (grad_out * out).sum(-1, keepdim=True)
+            grad_bias = torch.empty_like(bias)
+            chunk = max(1, BIAS_GRAD_CHUNK // (B * heads * k.shape[2]))
+            for s in range(0, Nq, chunk):
+                e = min(s + chunk, Nq)
+                p = (q[:, :, s:e] @ k.transpose(-1, -2)).mul_(ctx.scale).add_(
+                    bias[:, :, s:e]).sub_(lse[:, :, s:e, None]).exp_()
+                dp = (grad_out[:, :, s:e] @ v.transpose(-1, -2)).sub_(rowsum[:, :, s:e])
+                grad_bias[:, :, s:e] = p.mul_(dp).sum(0, keepdim=True)
+        return grad_q, grad_k, grad_v, grad_bias, None
+
+
+def biased_attention(q, k, v, bias, scale, dropout_p=0.):
+    """``softmax(q k^T * scale + bias) v`` for (B, heads, N, d) q/k/v and a (1, heads, Nq, Nk)
+    bias (or None); on the CPU with a bias that needs a gradient, through
+    :class:`_BiasedAttentionCPU` (same values, less memory)."""
+    if bias is not None and bias.requires_grad and torch.is_grad_enabled() \
+            and q.device.type == 'cpu' and not dropout_p:
+        return _BiasedAttentionCPU.apply(q, k, v, bias, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p,
+                                          scale=scale)
 
 
 class SpatialReductionAttention(nn.Module):
@@ -101,9 +155,8 @@ class SpatialReductionAttention(nn.Module):
             x = self.reduce_norm(self.reduce(x))
         k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, C // self.num_heads) \
             .permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=None if bias is None else bias.to(q.dtype),
-            dropout_p=self.attn_drop if self.training else 0., scale=self.scale)
+        out = biased_attention(q, k, v, None if bias is None else bias.to(q.dtype),
+                               self.scale, self.attn_drop if self.training else 0.)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
 
 
@@ -167,22 +220,33 @@ class PyramidTNTBlock(nn.Module):
         return norm(words.reshape(batch_size, -1, norm.normalized_shape[0])) \
             .reshape(words.shape)
 
-    def forward(self, words, sentences, grid, bias):
+    def forward(self, words, sentences, grid, bias, checkpoint_words=False):
         """words: (B*N, 16, c); sentences: (B, N, D); grid: (H, W) of the N sentences;
-        bias: the sentence attention's (1, heads, N, Nk) or None. Returns (words, sentences)."""
-        B = sentences.shape[0]
+        bias: the sentence attention's (1, heads, N, Nk) or None. Returns (words, sentences).
+        ``checkpoint_words`` recomputes the word transformer and the fold in backward instead
+        of keeping their activations."""
         if self.has_words:
-            words = words + self.drop_path(
-                self.word_attn(self._word_norm(self.word_norm1, words, B)))
-            words = words + self.drop_path(
-                self.word_mlp(self._word_norm(self.word_norm2, words, B)))
-            sentences = sentences + self.word_to_sentence(words, B)
+            if checkpoint_words:
+                words, update = cp.checkpoint(self._words, words, sentences.shape[0],
+                                              use_reentrant=False)
+            else:
+                words, update = self._words(words, sentences.shape[0])
+            sentences = sentences + update
         sentences = sentences + self.drop_path(
             self.sentence_attn(self.sentence_norm1(sentences), grid, bias))
         update = self.sentence_mlp(self.sentence_norm2(sentences))
         if self.se is not None:
             update = update + self.se(update)
         return words, sentences + self.drop_path(update)
+
+    def _words(self, words, batch_size):
+        """The word transformer, then its output folded into a sentence update (B, N, D)."""
+        B = batch_size
+        words = words + self.drop_path(
+            self.word_attn(self._word_norm(self.word_norm1, words, B)))
+        words = words + self.drop_path(
+            self.word_mlp(self._word_norm(self.word_norm2, words, B)))
+        return words, self.word_to_sentence(words, B)
 
 
 class WordAggregation(nn.Module):
@@ -275,7 +339,8 @@ class PyramidTNTStage(nn.Module):
         mlp_ratio, qkv_bias, drop, attn_drop, with_se: as :class:`PyramidTNTBlock`.
         drop_paths (list[float]): Stochastic depth of each block.
         with_attn_bias (bool): Whether the stage has the learned bias.
-        with_cp (bool): Activation checkpointing of each block while training.
+        with_cp (bool | str): Activation checkpointing while training, as
+            :class:`PyramidTNT`.
     """
 
     def __init__(self, depth, in_dims, word_dim, sentence_dim, word_heads, sentence_heads,
@@ -319,12 +384,13 @@ class PyramidTNTStage(nn.Module):
             words = self.word_aggregation(words, grid)
             sentences, grid = self.sentence_aggregation(sentences, grid)
         bias = self.resized_bias(grid)
+        checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            if self.with_cp and self.training and torch.is_grad_enabled():
+            if checkpointing and self.with_cp != 'words':
                 words, sentences = cp.checkpoint(block, words, sentences, grid, bias,
                                                  use_reentrant=False)
             else:
-                words, sentences = block(words, sentences, grid, bias)
+                words, sentences = block(words, sentences, grid, bias, bool(checkpointing))
         return words, sentences, grid
 
 
@@ -362,7 +428,10 @@ class PyramidTNT(FreezeMixin, BaseModule):
             memory it costs at large inputs, see the README); its checkpoint values are
             then ignored. Defaults to True.
         norm_cfg (dict): Norm of the conv stem. Defaults to ``dict(type='BN')``.
-        with_cp (bool): Activation checkpointing of each block while training.
+        with_cp (bool | str): Activation checkpointing while training: True recomputes each
+            whole block in backward; ``'words'`` only the word transformers and their folds
+            into the sentences (the first blocks of each stage), whose 16 words per sentence
+            hold most of the activations at the fine stages. Defaults to False.
         frozen_stages (int): -1 freezes nothing, 0 the stem and position embeddings, k > 0
             also stages 0..k-1 (with their aggregations and output norms). Defaults to -1.
         norm_eval (bool): Keep the stem's BatchNorm layers in eval mode while training.
@@ -392,6 +461,8 @@ class PyramidTNT(FreezeMixin, BaseModule):
         self.word_out_indices = self._parse_indices(word_out_indices, 'word_out_indices')
         if not self.out_indices and not self.word_out_indices:
             raise ValueError('out_indices and word_out_indices are both empty: nothing to output')
+        if with_cp not in (False, True, 'words'):
+            raise ValueError(f"with_cp must be False, True or 'words', got {with_cp!r}")
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
         img_size = s.pop('img_size') if img_size is None else img_size
