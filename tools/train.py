@@ -5,6 +5,10 @@ A thin wrapper over mmengine's ``Runner``: the config's ``default_scope`` picks 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--force]
                           [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
 
+``--amp`` trains in mixed precision (``tnt_backbone.AmpOptimWrapper``): on a GPU fp16 autocast
+with dynamic loss scaling, or bf16 with ``--cfg-options optim_wrapper.dtype=bfloat16``; on a
+CPU bf16 autocast without loss scaling.
+
 ``--resume`` alone continues from the latest checkpoint in the work dir; ``--resume CKPT``
 from that file. A fresh run refuses a work dir that already holds checkpoints (``*.pth``)
 unless ``--force`` is given, so no trained weights are overwritten by accident.
@@ -26,8 +30,10 @@ def parse_args(argv=None):
         '--resume', nargs='?', const='auto', metavar='CKPT',
         help='resume training: alone, from the latest checkpoint in the work dir; '
         'with a path, from that checkpoint')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (needs a GPU)')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='automatic mixed precision: on a GPU fp16 with dynamic loss scaling (bf16 with '
+        '--cfg-options optim_wrapper.dtype=bfloat16), on a CPU bf16')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by the total batch size (config\'s auto_scale_lr)')
     parser.add_argument('--force', action='store_true',
@@ -51,9 +57,9 @@ def check_work_dir(work_dir, resume, force):
 
 def apply_train_args(cfg, args):
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        # ours is mmengine's on a GPU and also runs on a CPU, where mmengine's refuses to
+        cfg.optim_wrapper.type = 'tnt_backbone.AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise SystemExit(f'--auto-scale-lr: {args.config} has no '

@@ -1,3 +1,4 @@
+from .amp_optim_wrapper import AmpOptimWrapper
 from .optim_constructor import LayerDecayOptimWrapperConstructor
 from .safe_load import allow_checkpoint_globals, safe_torch_load
 from .weights import load_state_dict_from, read_checkpoint, register_checkpoint_schemes, \
@@ -6,5 +7,5 @@ from .weights import load_state_dict_from, read_checkpoint, register_checkpoint_
 allow_checkpoint_globals()
 register_checkpoint_schemes()
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'allow_checkpoint_globals', 'load_state_dict_from',
-           'read_checkpoint', 'safe_torch_load', 'select_state_dict']
+__all__ = ['AmpOptimWrapper', 'LayerDecayOptimWrapperConstructor', 'allow_checkpoint_globals',
+           'load_state_dict_from', 'read_checkpoint', 'safe_torch_load', 'select_state_dict']
