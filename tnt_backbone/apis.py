@@ -5,11 +5,14 @@ import argparse
 import inspect
 import os
 import os.path as osp
+import statistics
+import time
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.registry import HOOKS
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
 
 from .engine.weights import is_url
@@ -160,3 +163,75 @@ def peak_rss_mib():
     from the parent, whose peak after the timing runs would hide the child's.)"""
     with open('/proc/self/status') as f:
         return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
+
+
+def seconds_per_call(fn, iters=1, rounds=3, warmup=1, device='cpu'):
+    """Median over ``rounds`` of the seconds per call of ``fn()``, timed over ``iters`` calls
+    in a row (many, for calls too short for one timer reading), after ``warmup`` calls.
+    On a GPU the device is synchronised around each round: its work runs asynchronously."""
+    sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(rounds):
+        sync()
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        sync()
+        times.append((time.perf_counter() - start) / iters)
+    return statistics.median(times)
+
+
+def config_path(name):
+    """A file path, or ``package::relative/path.py`` for a config shipped in that package
+    (``mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py``)."""
+    if '::' not in name:
+        return name
+    from mmengine.utils import get_installed_path
+    package, rel = name.split('::', 1)
+    return osp.join(get_installed_path(package), '.mim', 'configs', rel)
+
+
+def generated_train_batch(cfg, batch_size, hw):
+    """A training batch of a detection or segmentation config, generated: images of size hw
+    with 5 boxes and masks each (detection) or a random label map (segmentation)."""
+    if cfg.default_scope == 'mmseg':
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        num_classes = cfg.model.decode_head.num_classes
+        inputs, samples = [], []
+        for _ in range(batch_size):
+            inputs.append(torch.randint(0, 256, (3, *hw), dtype=torch.uint8))
+            sample = SegDataSample(metainfo=dict(img_shape=hw, ori_shape=hw))
+            sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *hw)))
+            samples.append(sample)
+        return dict(inputs=inputs, data_samples=samples)
+    from mmdet.testing import demo_mm_inputs
+    heads = cfg.model.get('roi_head', {}).get('bbox_head') or cfg.model.bbox_head
+    head = heads[-1] if isinstance(heads, list) else heads
+    return demo_mm_inputs(batch_size=batch_size, image_shapes=[(3, *hw)] * batch_size,
+                          num_items=[5] * batch_size, num_classes=head.num_classes,
+                          with_mask=True)
+
+
+def config_train_step(config, batch_size, hw, cfg_options=None, device='cpu'):
+    """``step()``: one training iteration (data preprocessing, forward with losses, backward,
+    optimizer step) of a detection/segmentation config's model with random weights (its
+    pretrained checkpoint is not loaded: random weights cost the same) on a generated batch
+    (:func:`generated_train_batch`). ``config`` as :func:`config_path` takes it."""
+    cfg = Config.fromfile(config_path(config))
+    cfg.merge_from_dict(cfg_options or {})
+    init_default_scope(cfg.default_scope)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.to(device).train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    batch = generated_train_batch(cfg, batch_size, tuple(hw))
+
+    def step():
+        with optim_wrapper.optim_context(model):
+            losses = model(**model.data_preprocessor(batch, True), mode='loss')
+        optim_wrapper.update_params(model.parse_losses(losses)[0])
+    return step

@@ -19,44 +19,14 @@ one warm-up, and the growth of the process's peak RSS over the built model's.
 """
 import argparse
 import json
-import os.path as osp
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.optim import build_optim_wrapper
-from mmengine.registry import MODELS, init_default_scope
+from mmengine.config import DictAction
 
-from tnt_backbone.apis import peak_rss_mib
-
-
-def detection_batch(batch, hw, num_classes):
-    from mmdet.testing import demo_mm_inputs
-    return demo_mm_inputs(batch_size=batch, image_shapes=[(3, *hw)] * batch,
-                          num_items=[5] * batch, num_classes=num_classes, with_mask=True)
-
-
-def segmentation_batch(batch, hw, num_classes):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(torch.randint(0, 256, (3, *hw), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=hw, ori_shape=hw))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *hw)))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def make_batch(cfg, batch, hw):
-    if cfg.default_scope == 'mmseg':
-        return segmentation_batch(batch, hw, cfg.model.decode_head.num_classes)
-    heads = cfg.model.get('roi_head', {}).get('bbox_head') or cfg.model.bbox_head
-    head = heads[-1] if isinstance(heads, list) else heads
-    return detection_batch(batch, hw, head.num_classes)
+from tnt_backbone.apis import config_train_step, peak_rss_mib, seconds_per_call
 
 
 def parse_args(argv):
@@ -71,15 +41,6 @@ def parse_args(argv):
     parser.add_argument('--rounds', type=int, default=3, help='alternations with --compare')
     parser.add_argument('--json', action='store_true', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def config_path(name):
-    """A file path, or ``package::relative/path.py`` for a config shipped in that package."""
-    if '::' not in name:
-        return name
-    from mmengine.utils import get_installed_path
-    package, rel = name.split('::', 1)
-    return osp.join(get_installed_path(package), '.mim', 'configs', rel)
 
 
 def measure_in_child(config, args, cfg_options):
@@ -116,24 +77,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.compare:
         return compare(args)
-    cfg = Config.fromfile(config_path(args.config))
-    cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.default_scope)
-    cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.train()
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    batch = make_batch(cfg, args.batch, tuple(args.shape))
+    step = config_train_step(args.config, args.batch, args.shape, args.cfg_options)
     base = peak_rss_mib()
-
-    times = []
-    for _ in range(args.iters + 1):
-        start = time.perf_counter()
-        losses = model(**model.data_preprocessor(batch, True), mode='loss')
-        optim_wrapper.update_params(model.parse_losses(losses)[0])
-        times.append(time.perf_counter() - start)
-    seconds, peak_gib = statistics.median(times[1:]), (peak_rss_mib() - base) / 1024
+    seconds = seconds_per_call(step, rounds=args.iters)
+    peak_gib = (peak_rss_mib() - base) / 1024
     if args.json:
         print(json.dumps(dict(seconds=seconds, peak_gib=peak_gib)))
         return
