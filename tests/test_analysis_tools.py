@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
+from tnt_backbone.apis import TrainStepSplit, config_train_step
 
 TOY_CONFIGS = [osp.join(REPO_ROOT, 'configs', 'detection', 'mask-rcnn_tnt-ti-p16_fpn_toy.py'),
                osp.join(REPO_ROOT, 'configs', 'segmentation',
@@ -77,3 +78,31 @@ def test_train_iter_cost_of_a_whole_config(load_tool, capsys, config):
     assert found, 'no report line'
     seconds, _ = map(float, found.groups())
     assert seconds > 0
+
+
+def test_train_step_split_attributes_activations_to_their_part():
+    """Checkpointing every backbone block removes most of the backbone's kept activations and
+    none of the heads'; each part's time is measured."""
+    def split_of(with_cp):
+        split = TrainStepSplit()
+        step = config_train_step(TOY_CONFIGS[0], 1, (64, 96),
+                                 {'model.backbone.with_cp': with_cp}, split=split)
+        step()
+        return split.summary()
+    plain, cp = split_of(False), split_of(True)
+    for part in ('data_preprocessor', 'backbone', 'neck', 'heads'):
+        assert plain[f'forward {part}'] > 0
+    for part in ('heads', 'neck', 'backbone'):
+        assert plain[f'backward {part}'] > 0
+    assert plain['optimizer step'] > 0
+    assert cp['activations backbone MiB'] < 0.3 * plain['activations backbone MiB']
+    assert cp['activations heads MiB'] == pytest.approx(plain['activations heads MiB'], rel=0.05)
+
+
+def test_train_iter_cost_split_report(load_tool, capsys):
+    load_tool('analysis/train_iter_cost.py').main(
+        [TOY_CONFIGS[0], '--shape', '64', '96', '--batch', '1', '--iters', '2', '--split'])
+    out = capsys.readouterr().out
+    for row in ('forward backbone', 'backward heads', 'optimizer step',
+                'activations backbone MiB'):
+        assert re.search(rf'{row} +[\d.]+', out), row

@@ -2,6 +2,7 @@
 evaluation that ``tools/test.py`` and the demos run in-process. Tools are thin scripts over this.
 """
 import argparse
+import contextlib
 import inspect
 import os
 import os.path as osp
@@ -215,11 +216,114 @@ def generated_train_batch(cfg, batch_size, hw):
                           with_mask=True)
 
 
-def config_train_step(config, batch_size, hw, cfg_options=None, device='cpu'):
+class TrainStepSplit:
+    """Where the time and the activation memory of training steps go: data preprocessing,
+    backbone, neck, heads (the rest of the forward, losses included), the backward of the
+    heads, neck and backbone, and the optimizer step.
+
+    Forward times come from forward hooks. Backward times are cut where the gradients of the
+    neck's and then the backbone's outputs are complete: autograd runs the heads' backward
+    before the neck's and the neck's before the backbone's, so the cuts are exact up to the
+    little work that overlaps. Activation memory is what autograd keeps for backward, by the
+    part whose forward saved it (parameters left out, each storage counted once, as it is
+    held). Use :meth:`attach` once, then run each step inside :meth:`measure`, calling
+    :meth:`forward_done` between the forward and the backward; :meth:`summary` gives medians.
+    """
+
+    def __init__(self, device='cpu'):
+        self._sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' \
+            else (lambda: None)
+        self.steps = []
+
+    def _now(self):
+        self._sync()
+        return time.perf_counter()
+
+    def attach(self, model, optim_wrapper):
+        self._param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self._stack, self._step = [], None
+        for name in ('data_preprocessor', 'backbone', 'neck'):
+            module = getattr(model, name, None)
+            if module is not None:
+                module.register_forward_pre_hook(self._enter(name))
+                module.register_forward_hook(self._leave(name))
+        optim_wrapper.optimizer.register_step_pre_hook(self._optimizer_starts)
+
+    def _optimizer_starts(self, optimizer, args, kwargs):
+        if self._step is not None:
+            self._step['optimizer_start'] = self._now()
+
+    def _enter(self, name):
+        def hook(module, args):
+            if self._step is not None:
+                self._stack.append((name, self._now()))
+        return hook
+
+    def _leave(self, name):
+        def hook(module, args, output):
+            if self._step is None:
+                return
+            _, start = self._stack.pop()
+            self._step['forward'][name] = self._step['forward'].get(name, 0.) \
+                + self._now() - start
+            if name in ('backbone', 'neck'):  # when its outputs' gradients are complete
+                outs = output if isinstance(output, (tuple, list)) else (output,)
+                for t in outs:
+                    if isinstance(t, torch.Tensor) and t.requires_grad:
+                        t.register_hook(self._grad_arrived(name))
+        return hook
+
+    def _grad_arrived(self, name):
+        def hook(grad):
+            self._step['grads_done'][name] = self._now()
+        return hook
+
+    def _pack(self, t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self._param_storages and ptr not in self._step['saved']:
+            part = self._stack[-1][0] if self._stack else 'heads'
+            self._step['saved'][ptr] = (part, storage.nbytes())
+        return t
+
+    @contextlib.contextmanager
+    def measure(self):
+        """One training step: forward, :meth:`forward_done`, backward and optimizer step."""
+        self._step = dict(forward={}, grads_done={}, saved={}, start=self._now())
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+            yield
+        step, self._step = self._step, None
+        end = self._now()
+        fwd, done = step['forward'], step['grads_done']
+        backward_start, optimizer_start = step['forward_end'], step['optimizer_start']
+        neck_done = done.get('neck', backward_start)
+        backbone_done = done.get('backbone', neck_done)
+        record = {f'forward {k}': v for k, v in fwd.items()}
+        record['forward heads'] = backward_start - step['start'] - sum(fwd.values())
+        record.update({'backward heads': neck_done - backward_start,
+                       'backward neck': backbone_done - neck_done,
+                       'backward backbone': optimizer_start - backbone_done,
+                       'optimizer step': end - optimizer_start})
+        for part, nbytes in step['saved'].values():
+            key = f'activations {part} MiB'
+            record[key] = record.get(key, 0.) + nbytes / 2**20
+        self.steps.append(record)
+
+    def forward_done(self):
+        self._step['forward_end'] = self._now()
+
+    def summary(self):
+        """Median of each figure over the measured steps (seconds, or MiB)."""
+        keys = dict.fromkeys(k for step in self.steps for k in step)
+        return {k: statistics.median(step.get(k, 0.) for step in self.steps) for k in keys}
+
+
+def config_train_step(config, batch_size, hw, cfg_options=None, device='cpu', split=None):
     """``step()``: one training iteration (data preprocessing, forward with losses, backward,
     optimizer step) of a detection/segmentation config's model with random weights (its
     pretrained checkpoint is not loaded: random weights cost the same) on a generated batch
-    (:func:`generated_train_batch`). ``config`` as :func:`config_path` takes it."""
+    (:func:`generated_train_batch`). ``config`` as :func:`config_path` takes it. With a
+    :class:`TrainStepSplit` as ``split``, each step is measured by it."""
     cfg = Config.fromfile(config_path(config))
     cfg.merge_from_dict(cfg_options or {})
     init_default_scope(cfg.default_scope)
@@ -233,5 +337,16 @@ def config_train_step(config, batch_size, hw, cfg_options=None, device='cpu'):
     def step():
         with optim_wrapper.optim_context(model):
             losses = model(**model.data_preprocessor(batch, True), mode='loss')
-        optim_wrapper.update_params(model.parse_losses(losses)[0])
-    return step
+        loss = model.parse_losses(losses)[0]
+        if split is not None:
+            split.forward_done()
+        optim_wrapper.update_params(loss)
+
+    if split is None:
+        return step
+    split.attach(model, optim_wrapper)
+
+    def measured_step():
+        with split.measure():
+            step()
+    return measured_step

@@ -11,6 +11,10 @@ With ``--compare OTHER`` (a path, or ``mmdet::``/``mmseg::`` for a config shippe
 package) both configs are measured alternately, each in a fresh process, ``--rounds`` times;
 the medians of both and their ratios are reported.
 
+``--split`` also reports where the time and the activation memory go (data preprocessing,
+backbone, neck, heads, their backward passes, the optimizer step; see
+``tnt_backbone.apis.TrainStepSplit``), side by side with ``--compare``.
+
 The model is built from the config without its pretrained checkpoint (random weights cost the
 same) and fed a generated batch of the given size (detection: 5 boxes with masks per image;
 segmentation: a random label map). One iteration = data preprocessing, forward with losses,
@@ -26,7 +30,7 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from tnt_backbone.apis import config_train_step, peak_rss_mib, seconds_per_call
+from tnt_backbone.apis import TrainStepSplit, config_train_step, peak_rss_mib, seconds_per_call
 
 
 def parse_args(argv):
@@ -39,13 +43,15 @@ def parse_args(argv):
                         help='config overrides (of CONFIG only), e.g. model.backbone.with_cp=True')
     parser.add_argument('--compare', metavar='OTHER', help='a second config, measured alternately')
     parser.add_argument('--rounds', type=int, default=3, help='alternations with --compare')
+    parser.add_argument('--split', action='store_true',
+                        help='time and activation memory of backbone, neck and heads')
     parser.add_argument('--json', action='store_true', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def measure_in_child(config, args, cfg_options):
     cmd = [sys.executable, __file__, config, '--shape', *map(str, args.shape), '--batch',
-           str(args.batch), '--iters', str(args.iters), '--json']
+           str(args.batch), '--iters', str(args.iters), '--json'] + ['--split'] * args.split
     if cfg_options:
         cmd += ['--cfg-options', *cfg_options]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -71,23 +77,45 @@ def compare(args):
     a, b = med[args.config], med[args.compare]
     print(f'  ratio: time {a["seconds"] / b["seconds"]:.2f}x, peak memory '
           f'{a["peak_gib"] / b["peak_gib"]:.2f}x')
+    if args.split:
+        splits = [{k: statistics.median(m['split'].get(k, 0.) for m in ms)
+                   for k in dict.fromkeys(k for m in ms for k in m['split'])}
+                  for ms in runs.values()]
+        print_split(splits, list(runs))
+
+
+def print_split(splits, names):
+    """One row per part, one column per config (medians; seconds, or MiB)."""
+    keys = list(dict.fromkeys(k for split in splits for k in split))
+    print(f'  {"":<28}' + ''.join(f'{n[-40:]:>42}' for n in names))
+    for k in keys:
+        unit = '' if k.endswith('MiB') else ' s'
+        print(f'  {k:<28}' + ''.join(f'{split.get(k, 0.):>40.2f}{unit:<2}' for split in splits))
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.compare:
         return compare(args)
-    step = config_train_step(args.config, args.batch, args.shape, args.cfg_options)
+    split = TrainStepSplit() if args.split else None
+    step = config_train_step(args.config, args.batch, args.shape, args.cfg_options,
+                             split=split)
     base = peak_rss_mib()
     seconds = seconds_per_call(step, rounds=args.iters)
     peak_gib = (peak_rss_mib() - base) / 1024
+    result = dict(seconds=seconds, peak_gib=peak_gib)
+    if split is not None:
+        split.steps = split.steps[1:]  # the warm-up's first step allocates and is slower
+        result['split'] = split.summary()
     if args.json:
-        print(json.dumps(dict(seconds=seconds, peak_gib=peak_gib)))
+        print(json.dumps(result))
         return
     print(f'{args.config}: {args.shape[0]}x{args.shape[1]}, batch {args.batch}, '
           f'{torch.get_num_threads()} threads')
     print(f'  {seconds:.1f} s per training iteration, '
           f'peak memory +{peak_gib:.2f} GiB over the built model')
+    if split is not None:
+        print_split([result['split']], [args.config])
 
 
 if __name__ == '__main__':
