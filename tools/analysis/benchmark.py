@@ -10,6 +10,12 @@ process and the growth of its peak RSS over the loaded-model baseline is reporte
         --timm-path /tmp/ref:../shared/reference
     python tools/analysis/benchmark.py --dtype bf16 --timm-dtype fp32 --timm-path ...
 
+``--compile`` runs both models (or ``--compile ours`` / ``timm``: one) through
+``torch.compile`` (inductor); with ``--eager-too`` their eager selves run alongside, so one
+process compares e.g. ours eager, ours compiled, timm eager and timm compiled::
+
+    python tools/analysis/benchmark.py --mode train --compile --eager-too --timm-path ...
+
 ``--timm-path`` is where timm (and, because torchvision has no CPU build here, the torchvision
 stub ``tvstub``) can be imported from; without it only tnt_backbone is measured.
 ``--model pyramid-tnt`` measures PyramidTNT at its training size (192 for tiny, else 256,
@@ -37,8 +43,10 @@ TIMM_NAMES = {('small', 'v2'): 'tnt_s_patch16_224', ('base', 'v2'): 'tnt_b_patch
               ('base', 'legacy'): 'tnt_b_legacy_patch16_224'}
 
 
-def build(impl, args):
-    """Returns a callable model of ``impl`` ('ours' or 'timm') producing one tensor."""
+def build(variant, args):
+    """Returns the model of ``variant`` ('ours' or 'timm', '-compiled' for its
+    ``torch.compile`` -d self) in the ``--mode`` the run measures."""
+    impl = variant.split('-')[0]
     if impl == 'timm':
         for p in reversed(args.timm_path.split(':')):
             sys.path.insert(0, p)
@@ -60,14 +68,26 @@ def build(impl, args):
                     out_indices=(-1,) if args.out_type == 'cls_token' else (2, 5, 8, 11),
                     window_size=args.window_size)
     model.train(args.mode == 'train')
-    if args.compile:
-        model = torch.compile(model)
+    if variant.endswith('-compiled'):
+        model = torch.compile(model, mode=args.compile_mode)
     return model
 
 
-def autocast_dtype(impl, args):
+def variants(args):
+    """The models to measure, e.g. ``['ours', 'ours-compiled', 'timm']``."""
+    compiled = {'both': ('ours', 'timm'), None: ()}.get(args.compile, (args.compile,))
+    out = []
+    for impl in ['ours'] + (['timm'] if args.timm_path else []):
+        if impl not in compiled or args.eager_too:
+            out.append(impl)
+        if impl in compiled:
+            out.append(f'{impl}-compiled')
+    return out
+
+
+def autocast_dtype(variant, args):
     """None (fp32) or torch.bfloat16: ``--timm-dtype`` for timm, else ``--dtype``."""
-    name = args.timm_dtype if impl == 'timm' and args.timm_dtype else args.dtype
+    name = args.timm_dtype if variant.startswith('timm') and args.timm_dtype else args.dtype
     return torch.bfloat16 if name == 'bf16' else None
 
 
@@ -91,18 +111,20 @@ def step_fn(model, args, dtype=None):
     return step
 
 
-def time_side_by_side(impls, args):
-    steps = {i: step_fn(build(i, args), args, autocast_dtype(i, args)) for i in impls}
+def time_side_by_side(names, args):
+    """img/s of each variant: (median, slowest, fastest) over the timed rounds."""
+    steps = {v: step_fn(build(v, args), args, autocast_dtype(v, args)) for v in names}
     for _ in range(args.warmup):
         for s in steps.values():
             s()
-    times = {i: [] for i in impls}
+    times = {v: [] for v in names}
     for _ in range(args.iters):
-        for i, s in steps.items():
+        for v, s in steps.items():
             t = time.perf_counter()
             s()
-            times[i].append(time.perf_counter() - t)
-    return {i: args.batch / statistics.median(t) for i, t in times.items()}
+            times[v].append(time.perf_counter() - t)
+    return {v: (args.batch / statistics.median(t), args.batch / max(t), args.batch / min(t))
+            for v, t in times.items()}
 
 
 def bf16_cosine(args):
@@ -118,16 +140,16 @@ def bf16_cosine(args):
                for a, b in zip(ref, low))
 
 
-def peak_memory_child(impl, args):
-    step = step_fn(build(impl, args), args, autocast_dtype(impl, args))
+def peak_memory_child(variant, args):
+    step = step_fn(build(variant, args), args, autocast_dtype(variant, args))
     base = peak_rss_mib()
     for _ in range(2):
         step()
     print(json.dumps({'peak_mib': peak_rss_mib() - base}))
 
 
-def peak_memory(impl, argv):
-    out = subprocess.run([sys.executable, __file__, *argv, '--child-memory', impl],
+def peak_memory(variant, argv):
+    out = subprocess.run([sys.executable, __file__, *argv, '--child-memory', variant],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
 
@@ -148,7 +170,12 @@ def parse_args(argv):
                         help='autocast dtype of the timm reference (default: --dtype)')
     parser.add_argument('--out-type', default='cls_token', choices=['cls_token', 'featmap'])
     parser.add_argument('--window-size', type=int, default=0)
-    parser.add_argument('--compile', action='store_true', help='torch.compile both models')
+    parser.add_argument('--compile', nargs='?', const='both', choices=['both', 'ours', 'timm'],
+                        help='torch.compile both models, or the one named')
+    parser.add_argument('--compile-mode', default=None,
+                        help="torch.compile's mode, e.g. max-autotune-no-cudagraphs")
+    parser.add_argument('--eager-too', action='store_true',
+                        help='with --compile: also time the compiled models eager')
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None)
@@ -170,23 +197,29 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.child_memory:
         return peak_memory_child(args.child_memory, args)
-    impls = ['ours'] + (['timm'] if args.timm_path else [])
-    if 'timm' in impls and args.model == 'tnt' and args.arch in ('tiny', 'medium'):
+    names = variants(args)
+    if args.timm_path and args.model == 'tnt' and args.arch in ('tiny', 'medium'):
         sys.exit('timm has no TNT-Ti or TNT-M; compare small or base')
     print(f'{args.model}-{args.arch} {args.layout} {args.mode} {args.dtype} '
           f'{args.size[0]}x{args.size[1]} batch {args.batch} compile={args.compile} '
           f'threads={torch.get_num_threads()}')
-    speed = time_side_by_side(impls, args)
-    mem = {i: peak_memory(i, argv) for i in impls} if args.memory else {}
+    speed = time_side_by_side(names, args)
+    mem = {v: peak_memory(v, argv) for v in names} if args.memory else {}
     ref = 'official' if args.model == 'pyramid-tnt' else 'timm'
-    for i in impls:
-        line = f'{ref if i == "timm" else i:>8}: {speed[i]:8.3f} img/s'
-        if i in mem:
-            line += f'  peak +{mem[i]:8.1f} MiB'
-        print(line)
-    if 'timm' in speed:
-        print(f'speed-up vs {ref}: {speed["ours"] / speed["timm"]:.2f}x' + (
-            f', memory ratio: {mem["ours"] / mem["timm"]:.2f}' if mem else ''))
+
+    def label(variant):
+        return variant.replace('timm', ref)
+    for v in names:
+        median, slowest, fastest = speed[v]
+        line = f'{label(v):>15}: {median:8.3f} img/s'
+        if v in mem:
+            line += f'  peak +{mem[v]:8.1f} MiB'
+        print(f'{line}  (rounds {slowest:.3f}-{fastest:.3f})')
+    for ours in (v for v in names if v.startswith('ours')):
+        for theirs in (v for v in names if v.startswith('timm')):
+            print(f'{label(ours)} vs {label(theirs)}: speed-up '
+                  f'{speed[ours][0] / speed[theirs][0]:.2f}x' + (
+                      f', memory ratio {mem[ours] / mem[theirs]:.2f}' if mem else ''))
     if args.dtype == 'bf16':
         print(f'bf16 vs fp32 outputs (ours): min cosine similarity {bf16_cosine(args):.6f}')
 
