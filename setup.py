@@ -1,7 +1,13 @@
 import platform
 
+try:
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+except ImportError:
+    # pip's isolated build environment has no torch: the kernels must be built against the
+    # torch they will run with, the environment's own.
+    raise SystemExit('tnt_backbone builds its C++ kernels against the installed torch: install '
+                     'torch first, then run pip with --no-build-isolation') from None
 from setuptools import find_packages, setup
-from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 
 def read_requirements(name):
@@ -35,12 +41,16 @@ setup(
     description='TNT (Transformer iN Transformer) backbone for OpenMMLab detection, '
     'segmentation and classification',
     packages=find_packages(include=['tnt_backbone', 'tnt_backbone.*']),
+    # CPU kernels only: the GPU path is Triton (Python, compiled by Triton at run time), so no
+    # CUDA sources and no CUDAExtension; .cu sources, when there are some, would need one.
     ext_modules=[
         CppExtension('tnt_backbone._ext', ['tnt_backbone/ops/csrc/word_attention.cpp'],
                      extra_compile_args=cpu_flags(), extra_link_args=['-fopenmp'])
     ],
     cmdclass={'build_ext': BuildExtension},
     python_requires='>=3.10',
+    # torch and the OpenMMLab stack (requirements/build.txt, mminstall.txt) are not listed: in an
+    # environment that has them, often CUDA builds, pip would replace or rebuild them.
     install_requires=read_requirements('runtime'),
     license='Apache-2.0',
 )
