@@ -30,6 +30,11 @@ DECIDING_VARS = ('TNT_CUDA', 'TORCH_CUDA_ARCH_LIST', 'FORCE_CUDA', 'CUDA_HOME', 
                  'CUDA_VISIBLE_DEVICES', 'PYTHONPATH', 'TNT_INSTALL_DRY_RUN')
 
 
+def test_readme_gives_the_tested_command():
+    with open(os.path.join(REPO_ROOT, 'README.md')) as f:
+        assert f'\n{EXISTING_ENV_COMMAND}\n' in f.read()
+
+
 def make_venv(path, with_stack):
     """A new venv at ``path`` -> its site-packages. ``with_stack``: its imports (and pip) also
     see this environment's packages, as in an environment that has the stack installed already.
