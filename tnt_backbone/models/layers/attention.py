@@ -107,10 +107,10 @@ class WordAttention(Attention):
     """Attention among the words of each sentence: (T, n, c) -> (T, n, c).
 
     Sequences of 16 words with head dims of 6-10 are far too small for batched matmuls or SDPA
-    to run efficiently; :func:`tnt_backbone.ops.word_attention` solves each (sentence, head)
-    pair in one fused CPU kernel that reads the qkv projection as it is (see its module for
-    where it falls back to SDPA). Parameters and arguments as :class:`Attention`, without
-    windows.
+    to run efficiently; :func:`tnt_backbone.ops.word_attention` solves them in one fused
+    kernel per device (C++ on CPU, Triton on CUDA) that reads the qkv projection as it is (see
+    its module for where it falls back to SDPA). Parameters and arguments as
+    :class:`Attention`, without windows.
     """
 
     def __init__(self, dim, num_heads, qkv_bias=False, attn_drop=0., proj_drop=0.):
