@@ -1,5 +1,5 @@
-"""tools/test.py --tta and --out on the toy detection and segmentation configs, and mmdet's own
-analysis tool reading the --out file."""
+"""tools/test.py --tta, --out and --compile on the toy detection and segmentation configs, and
+mmdet's own analysis tool reading the --out file."""
 import os
 import os.path as osp
 import pickle
@@ -8,8 +8,11 @@ import sys
 
 import mmdet
 import pytest
+import torch._dynamo
+import torch.nn as nn
 
 from conftest import REPO_ROOT
+from tnt_backbone.apis import compile_backbones
 
 DET = osp.join(REPO_ROOT, 'configs', 'detection', 'mask-rcnn_tnt-ti-p16_fpn_toy.py')
 SEG = osp.join(REPO_ROOT, 'configs', 'segmentation', 'upernet_tnt-ti-p16_toy-ade20k-128x128.py')
@@ -71,3 +74,29 @@ def test_segmentation_tta_and_out(test_tool, random_checkpoint, load_tool, tmp_p
     for r in results:  # averaged over scales and flips, at the original size
         h, w = r['ori_shape']
         assert tuple(r['pred_sem_seg']['data'].shape) == (1, h, w)
+
+
+@pytest.mark.slow
+def test_compiled_backbone_predicts_as_eager(test_tool, random_checkpoint, load_tool, tmp_path,
+                                             monkeypatch):
+    """--compile: the backbone runs as inductor code, with the eager model's logits."""
+    root = tmp_path / 'data' / 'toy_ade20k'
+    load_tool('data/make_toy_ade20k.py').make_toy_ade20k(str(root), 1, 2, 64)
+    monkeypatch.chdir(tmp_path)
+    ckpt = random_checkpoint(SEG)
+    test_tool([SEG, ckpt, '--work-dir', 'work', '--out', 'eager.pkl'])
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    test_tool([SEG, ckpt, '--work-dir', 'work', '--out', 'compiled.pkl', '--compile'])
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 1
+    with open('eager.pkl', 'rb') as f, open('compiled.pkl', 'rb') as g:
+        eager, compiled = pickle.load(f), pickle.load(g)
+    assert len(eager) == len(compiled) == 2
+    for e, c in zip(eager, compiled):
+        e, c = e['seg_logits']['data'], c['seg_logits']['data']
+        assert (c - e).abs().max() <= 1e-4 * e.abs().max()
+
+
+def test_compile_without_backbone_is_refused():
+    with pytest.raises(SystemExit, match='Linear has no backbone'):
+        compile_backbones(nn.Linear(2, 2))

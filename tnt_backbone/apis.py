@@ -12,6 +12,7 @@ import time
 import torch
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.logging import print_log
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
@@ -79,6 +80,9 @@ def test_parser():
                         'tta_pipeline (flips, scales)')
     parser.add_argument('--out', help='also write the raw predictions to this .pkl (mmdet: '
                         "the format of mmdet's analysis tools)")
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone (inductor): a faster forward after a '
+                        'compilation of a minute or two per model')
     add_common_args(parser)
     return parser
 
@@ -140,6 +144,24 @@ def dump_metric(cfg, out):
     return DumpResults(out_file_path=out)
 
 
+def compile_backbones(model):
+    """``torch.compile`` -s every ``backbone`` of ``model`` (inside any wrapper: DDP, TTA) in
+    place, so state-dict keys and checkpoint loading stay as they are.
+
+    Only the backbone: it traces to one graph, while the heads' post-processing (NMS, resizing
+    to the input image) would break graphs at every data-dependent step. Sizes after the first
+    two compile into one dynamic-shape graph, so the varying image sizes of a detection test set
+    cost two compilations, not one per size.
+    """
+    backbones = [m for name, m in model.named_modules() if name.rpartition('.')[2] == 'backbone']
+    if not backbones:
+        raise SystemExit(f'--compile: {type(model).__name__} has no backbone to compile')
+    for backbone in backbones:
+        backbone.compile()
+    print_log(f'compiled the backbone ({type(backbones[0]).__name__}) with torch.compile: the '
+              'first batches include the compilation', logger='current')
+
+
 def evaluate(args):
     """Evaluates ``args.checkpoint`` (``test_parser()``'s arguments); returns the metrics."""
     if not is_url(args.checkpoint) and not osp.isfile(args.checkpoint):
@@ -153,6 +175,8 @@ def evaluate(args):
     dump = dump_metric(cfg, args.out) if args.out else None
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if args.compile:
+        compile_backbones(runner.model)
     if dump is not None:
         runner.test_evaluator.metrics.append(dump)
     return runner.test()

@@ -1,6 +1,6 @@
 """Evaluates a checkpoint with any config of this project (mmdet, mmseg or classification).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--tta]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--tta] [--compile]
                          [--out results.pkl] [--cfg-options KEY=VALUE ...]
                          [--launcher none|pytorch|slurm]
 
@@ -15,6 +15,10 @@ images of process 0 are drawn (the visualizers draw on the master process only).
 ``SegTTAModel``) and tests on its ``tta_pipeline`` (flips, and scales for segmentation).
 ``--out results.pkl`` writes the raw predictions; for detection in the format mmdet's analysis
 tools read (``mmdet/.mim/tools/analysis_tools/confusion_matrix.py``, ``analyze_results.py``).
+
+``--compile`` runs the backbone through ``torch.compile`` (inductor); the predictions are the
+eager model's to float rounding. Compiling takes a minute or two per model on a CPU: it pays
+off over a whole test set, not a handful of images.
 """
 from tnt_backbone.apis import evaluate, test_parser
 
