@@ -17,18 +17,14 @@
 #include <torch/library.h>
 
 #include <cstdint>
-#include <cstring>
+
+#include "vec_math.h"
 
 namespace tnt_backbone {
 namespace {
 
 constexpr int kWords = 16;
 constexpr int kMaxHeadDim = 64;
-
-// may_alias (as for __m256): rows are also read and written float by float.
-using Vec = float __attribute__((vector_size(32), __may_alias__));
-using IntVec = int32_t __attribute__((vector_size(32)));
-constexpr int kLanes = 8;
 
 // A row of kWords values.
 struct Row {
@@ -38,24 +34,6 @@ struct Row {
   float operator[](int i) const { return reinterpret_cast<const float*>(this)[i]; }
 };
 static_assert(kWords == 2 * kLanes, "a Row holds two vectors");
-
-// exp(x) for x <= 0 (Cephes expf polynomial, relative error ~1e-7), on a whole vector.
-inline Vec exp_nonpositive(Vec x) {
-  const Vec lowest = Vec{} - 87.f;
-  x = x < lowest ? lowest : x;
-  const Vec n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
-  const Vec r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  Vec p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  const IntVec two_n_bits = (__builtin_convertvector(n, IntVec) + 127) << 23;
-  Vec two_n;
-  std::memcpy(&two_n, &two_n_bits, sizeof(two_n));
-  return p * two_n;
-}
 
 // out[m] = sum_k a[m, k] * b[k] for a row-major (M, K) matrix a and K rows b.
 inline void combine_rows(Row* __restrict out, const float* __restrict a,
