@@ -44,7 +44,8 @@ setup(
     # CPU kernels only: the GPU path is Triton (Python, compiled by Triton at run time), so no
     # CUDA sources and no CUDAExtension; .cu sources, when there are some, would need one.
     ext_modules=[
-        CppExtension('tnt_backbone._ext', ['tnt_backbone/ops/csrc/word_attention.cpp'],
+        CppExtension('tnt_backbone._ext', ['tnt_backbone/ops/csrc/word_attention.cpp',
+                                           'tnt_backbone/ops/csrc/gelu.cpp'],
                      extra_compile_args=cpu_flags(), extra_link_args=['-fopenmp'])
     ],
     cmdclass={'build_ext': BuildExtension},

@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
+from tnt_backbone.ops import gelu_backward, linear_gelu
 
 from .attention import Attention, WordAttention
 from .embed import WordsToSentence
@@ -14,7 +15,8 @@ class GeluLinear(torch.autograd.Function):
 
     Autograd would keep both ``h`` and ``gelu(h)``, two hidden-size tensors per MLP;
     recomputing the elementwise GELU in backward is cheap and saves one of them (about 30 % of
-    a TNT block's activation memory at 512x512).
+    a TNT block's activation memory at 512x512). The recomputation and GELU's backward share
+    one pass over ``h`` (:func:`~tnt_backbone.ops.gelu_backward`).
     """
 
     @staticmethod
@@ -29,13 +31,16 @@ class GeluLinear(torch.autograd.Function):
         # weight is stored in fp32; backward runs outside autocast, so cast as it did.
         weight = weight.to(grad_out.dtype)
         g = grad_out.reshape(-1, grad_out.shape[-1])
-        act = F.gelu(h).reshape(-1, h.shape[-1])
-        grad_h = torch.ops.aten.gelu_backward(grad_out @ weight, h)
-        return grad_h, g.t() @ act, g.sum(0)
+        act, grad_h = gelu_backward(grad_out @ weight, h)
+        return grad_h, g.t() @ act.reshape(-1, act.shape[-1]), g.sum(0)
 
 
 class Mlp(nn.Module):
-    """Linear -> GELU -> Linear, with dropout after each. (..., dim) -> (..., dim)."""
+    """Linear -> GELU -> Linear, with dropout after each. (..., dim) -> (..., dim).
+
+    Training keeps only the hidden pre-activation (:class:`GeluLinear`); inference applies the
+    GELU within the first linear where it can (:func:`~tnt_backbone.ops.linear_gelu`).
+    """
 
     def __init__(self, dim, hidden_dim, drop=0.):
         super().__init__()
@@ -44,10 +49,9 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x):
-        h = self.fc1(x)
-        if self.drop.p or not torch.is_grad_enabled():
-            return self.drop(self.fc2(self.drop(F.gelu(h))))
-        return GeluLinear.apply(h, self.fc2.weight, self.fc2.bias)
+        if torch.is_grad_enabled() and not self.drop.p:
+            return GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
+        return self.drop(self.fc2(self.drop(linear_gelu(x, self.fc1.weight, self.fc1.bias))))
 
 
 class TransformerLayer(nn.Module):
