@@ -193,25 +193,29 @@ def test_window_attention_equals_global_when_window_covers_grid():
 
 
 def test_window_attention_matches_per_window_global_attention():
-    """Grid tokens of a window equal plain attention over (class token + that window)."""
+    """Grid tokens of a window equal plain attention over (class token + that window), the
+    class token attends to everything; values and gradients, partial windows included."""
     from tnt_backbone.models.layers import Attention
     torch.manual_seed(0)
-    attn = Attention(16, 2, window_size=2).eval()
-    full = Attention(16, 2).eval()
+    attn = Attention(16, 2, window_size=2).double().eval()
+    full = Attention(16, 2).double().eval()
     full.load_state_dict(attn.state_dict())
     H, W = 3, 5  # padded to 4x6 -> 2x3 windows; the last row/column of windows is partial
-    x = torch.randn(1, 1 + H * W, 16)
+    x = torch.randn(2, 1 + H * W, 16, dtype=torch.float64, requires_grad=True)
+    grid = x[:, 1:].reshape(2, H, W, 16)
+    expect = torch.empty(2, H, W, 16, dtype=torch.float64)
+    for r in range(0, H, 2):
+        for c in range(0, W, 2):
+            win = grid[:, r:r + 2, c:c + 2]
+            out = full(torch.cat([x[:, :1], win.reshape(2, -1, 16)], dim=1))[:, 1:]
+            expect[:, r:r + 2, c:c + 2] = out.reshape(win.shape)
+    expect = torch.cat([full(x)[:, :1], expect.reshape(2, H * W, 16)], dim=1)
     res = attn(x, (H, W))
-    out = res[:, 1:].reshape(1, H, W, 16)
-    grid = x[:, 1:].reshape(1, H, W, 16)
-    for rows, cols in [(slice(0, 2), slice(0, 2)), (slice(2, 3), slice(4, 5)),
-                       (slice(0, 2), slice(4, 5))]:
-        win = grid[:, rows, cols].reshape(1, -1, 16)
-        expect = full(torch.cat([x[:, :1], win], dim=1))[:, 1:]
-        torch.testing.assert_close(out[:, rows, cols].reshape(1, -1, 16), expect,
-                                   rtol=1e-4, atol=1e-5)
-    # the class token attends to everything
-    torch.testing.assert_close(res[:, :1], full(x)[:, :1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(res, expect)
+    weights = torch.randn_like(res)
+    grad, = torch.autograd.grad((res * weights).sum(), x)
+    expect_grad, = torch.autograd.grad((expect * weights).sum(), x)
+    torch.testing.assert_close(grad, expect_grad)
 
 
 @pytest.mark.parametrize('bad,exc,match', [

@@ -47,10 +47,9 @@ class Attention(nn.Module):
         """
         B, N, C = x.shape
         if num_queries is None:
-            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            out = self._window_attend(q, k, v, hw_shape) if self.window_size > 0 \
-                else self._sdpa(q, k, v)
+            qkv = self.qkv(x)
+            out = self._window_attend(qkv, hw_shape) if self.window_size > 0 \
+                else self._attend(qkv)
         else:
             bias = self.qkv.bias
             q = F.linear(x[:, :num_queries], self.qkv.weight[:C],
@@ -58,49 +57,56 @@ class Attention(nn.Module):
             kv = F.linear(x, self.qkv.weight[C:], None if bias is None else bias[C:])
             q = q.reshape(B, num_queries, self.num_heads, -1).transpose(1, 2)
             k, v = kv.reshape(B, N, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-            out = self._sdpa(q, k, v)
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, -1, C)))
+            out = self._sdpa(q, k, v).transpose(1, 2).reshape(B, num_queries, C)
+        return self.proj_drop(self.proj(out))
+
+    def _heads(self, qkv):
+        """(B, N, 3C) -> q, k, v, each (B, heads, N, hd): views, no copies."""
+        B, N, _ = qkv.shape
+        return qkv.view(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _attend(self, qkv, cls_only=False):
+        """Attention of every token (or the first alone) of (B, N, 3C) -> (B, N or 1, C)."""
+        q, k, v = self._heads(qkv)
+        out = self._sdpa(q[:, :, :1] if cls_only else q, k, v)
+        return out.transpose(1, 2).flatten(2)
 
     def _sdpa(self, q, k, v, mask=None):
         """(B, heads, Nq, hd) x (B, heads, Nk, hd) -> (B, heads, Nq, hd)."""
         drop = self.attn_drop if self.training else 0.
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
 
-    def _window_attend(self, q, k, v, hw_shape):
-        """Windowed attention over the grid tokens; every window also sees the class token.
+    def _window_attend(self, qkv, hw_shape):
+        """Windowed attention over the grid tokens of (B, 1 + H*W, 3C); every window also sees
+        the class token, which attends to all tokens. -> (B, 1 + H*W, C).
 
-        The class token attends to all tokens. Windows are padded at bottom/right; padded keys
-        are masked out, so a window covering the whole grid is exactly global attention.
+        Windows are cut after the qkv projection by one gather, which also puts the class
+        token first in every window, and put back by another: reshaping, padding and
+        concatenating q, k and v apart moved each of them three to four times. Windows are
+        padded at bottom/right; their padded slots are masked out as keys (they hold the class
+        token's projection, so nothing undefined enters the softmax) and their outputs dropped,
+        so a window covering the whole grid is exactly global attention.
         """
-        B, h, _, hd = q.shape
+        B, _, C3 = qkv.shape
         H, W = hw_shape
         ws = self.window_size
-        pad_h, pad_w = -H % ws, -W % ws
-        Hw, Ww = (H + pad_h) // ws, (W + pad_w) // ws
-        num_windows = Hw * Ww
-
-        def partition(t):  # (B, h, 1+H*W, hd) -> (B*num_windows, h, ws*ws, hd)
-            t = F.pad(t[:, :, 1:].reshape(B, h, H, W, hd), (0, 0, 0, pad_w, 0, pad_h))
-            t = t.reshape(B, h, Hw, ws, Ww, ws, hd).permute(0, 2, 4, 1, 3, 5, 6)
-            return t.reshape(B * num_windows, h, ws * ws, hd)
-
-        def with_cls(t):
-            cls = t[:, :, :1].repeat_interleave(num_windows, dim=0)
-            return torch.cat([cls, partition(t)], dim=2)
-
+        Hw, Ww = -(-H // ws), -(-W // ws)
+        rows = torch.arange(Hw * ws, device=qkv.device).view(Hw, ws, 1, 1)
+        cols = torch.arange(Ww * ws, device=qkv.device).view(1, 1, Ww, ws)
+        valid = ((rows < H) & (cols < W)).transpose(1, 2).reshape(Hw * Ww, ws * ws)
+        # token of each window slot: the class token (0) first, then the grid, row-major
+        token = torch.where(valid, 1 + (rows * W + cols).transpose(1, 2).reshape_as(valid), 0)
+        token = F.pad(token, (1, 0)).flatten()
+        windows = qkv.index_select(1, token).view(-1, 1 + ws * ws, C3)
         mask = None
-        if pad_h or pad_w:
-            valid = torch.zeros(Hw * ws, Ww * ws, dtype=torch.bool, device=q.device)
-            valid[:H, :W] = True
-            valid = valid.reshape(Hw, ws, Ww, ws).permute(0, 2, 1, 3).reshape(
-                num_windows, 1, 1, ws * ws)
-            mask = torch.cat([valid.new_ones(num_windows, 1, 1, 1), valid], dim=-1)
-            mask = mask.repeat(B, 1, 1, 1)
-        grid_out = self._sdpa(partition(q), with_cls(k), with_cls(v), mask)
-        grid_out = grid_out.reshape(B, Hw, Ww, h, ws, ws, hd).permute(0, 3, 1, 4, 2, 5, 6)
-        grid_out = grid_out.reshape(B, h, Hw * ws, Ww * ws, hd)[:, :, :H, :W]
-        cls_out = self._sdpa(q[:, :, :1], k, v)
-        return torch.cat([cls_out, grid_out.reshape(B, h, H * W, hd)], dim=2)
+        if H % ws or W % ws:
+            mask = F.pad(valid, (1, 0), value=True).repeat(B, 1)[:, None, None]
+        q, k, v = self._heads(windows)
+        grid_out = self._sdpa(q[:, :, 1:], k, v, mask).transpose(1, 2).reshape(B, -1, C3 // 3)
+        # where each grid token's output is among the windows' slots
+        slot = torch.arange(Hw * Ww * ws * ws, device=qkv.device).view(Hw, Ww, ws, ws)
+        slot = slot.transpose(1, 2).reshape(Hw * ws, Ww * ws)[:H, :W].flatten()
+        return torch.cat([self._attend(qkv, cls_only=True), grid_out.index_select(1, slot)], 1)
 
 
 class WordAttention(Attention):
