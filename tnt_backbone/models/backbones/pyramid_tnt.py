@@ -12,13 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
-from ..layers import Mlp, WordAttention, WordsToSentence, resize_pos_embed
+from ..layers import DropPathAdd, Mlp, WordAttention, WordsToSentence, resize_pos_embed
 from .common import FreezeMixin, check_image_batch, init_linear_and_norm
 
 WORDS_PER_SIDE = 4
@@ -223,7 +222,7 @@ class PyramidTNTBlock(nn.Module):
         self.sentence_norm2 = nn.LayerNorm(sentence_dim)
         self.sentence_mlp = Mlp(sentence_dim, int(sentence_dim * mlp_ratio), drop)
         self.se = SqueezeExcite(sentence_dim) if with_se else None
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path_add = DropPathAdd(drop_path)
 
     def _word_norm(self, norm, words, batch_size):
         return norm(words.reshape(batch_size, -1, norm.normalized_shape[0])) \
@@ -241,20 +240,20 @@ class PyramidTNTBlock(nn.Module):
             else:
                 words, update = self._words(words, sentences.shape[0])
             sentences = sentences + update
-        sentences = sentences + self.drop_path(
-            self.sentence_attn(self.sentence_norm1(sentences), grid, bias))
+        sentences = self.drop_path_add(
+            sentences, self.sentence_attn(self.sentence_norm1(sentences), grid, bias))
         update = self.sentence_mlp(self.sentence_norm2(sentences))
         if self.se is not None:
             update = update + self.se(update)
-        return words, sentences + self.drop_path(update)
+        return words, self.drop_path_add(sentences, update)
 
     def _words(self, words, batch_size):
         """The word transformer, then its output folded into a sentence update (B, N, D)."""
         B = batch_size
-        words = words + self.drop_path(
-            self.word_attn(self._word_norm(self.word_norm1, words, B)))
-        words = words + self.drop_path(
-            self.word_mlp(self._word_norm(self.word_norm2, words, B)))
+        words = self.drop_path_add(
+            words, self.word_attn(self._word_norm(self.word_norm1, words, B)))
+        words = self.drop_path_add(
+            words, self.word_mlp(self._word_norm(self.word_norm2, words, B)))
         return words, self.word_to_sentence(words, B)
 
 

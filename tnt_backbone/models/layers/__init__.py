@@ -1,7 +1,8 @@
 from .attention import Attention, WordAttention
+from .drop_path import DropPathAdd
 from .embed import WordEmbed, WordsToSentence, resize_pos_embed
 from .norm import LayerNorm2d
 from .tnt_block import Mlp, TNTBlock, TransformerLayer
 
-__all__ = ['Attention', 'LayerNorm2d', 'Mlp', 'TNTBlock', 'TransformerLayer', 'WordAttention',
-           'WordEmbed', 'WordsToSentence', 'resize_pos_embed']
+__all__ = ['Attention', 'DropPathAdd', 'LayerNorm2d', 'Mlp', 'TNTBlock', 'TransformerLayer',
+           'WordAttention', 'WordEmbed', 'WordsToSentence', 'resize_pos_embed']
