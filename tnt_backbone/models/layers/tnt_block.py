@@ -3,10 +3,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmcv.cnn.bricks import DropPath
 from tnt_backbone.ops import gelu_backward, linear_gelu
 
 from .attention import Attention, WordAttention
+from .drop_path import DropPathAdd
 from .embed import WordsToSentence
 
 
@@ -78,14 +78,14 @@ class TransformerLayer(nn.Module):
             Attention(dim, num_heads, qkv_bias, attn_drop, drop, window_size)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path_add = DropPathAdd(drop_path)
 
     def forward(self, x, hw_shape=None, num_queries=None):
         """x: (B, N, dim) -> (B, N, dim), or (B, num_queries, dim): the first tokens only
         (see :class:`Attention`)."""
         shortcut = x if num_queries is None else x[:, :num_queries]
-        x = shortcut + self.drop_path(self.attn(self.norm1(x), hw_shape, num_queries))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.drop_path_add(shortcut, self.attn(self.norm1(x), hw_shape, num_queries))
+        return self.drop_path_add(x, self.mlp(self.norm2(x)))
 
 
 class TNTBlock(nn.Module):
