@@ -7,8 +7,9 @@
 //
 // gelu(x) = x Phi(x), gelu'(x) = Phi(x) + x phi(x), with Phi(-a) = phi(a) t Q(t) for a = |x|,
 // t = 1 / (1 + a / 4) and phi(a) = exp(-a^2 / 2) / sqrt(2 pi): Q is a polynomial fitted to
-// relative error 6e-8 over t in (0, 1]. So Phi(x) keeps its relative accuracy in the lower tail
-// (where 1 + erf(x / sqrt(2)) cancels), and erf's exp is also phi's.
+// relative error 6e-8 for a up to 14 (where Phi(-a) has long underflowed fp32). So Phi(x) keeps
+// its relative accuracy in the lower tail (where 1 + erf(x / sqrt(2)) cancels), and erf's exp
+// is also phi's.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/MemoryOverlap.h>
