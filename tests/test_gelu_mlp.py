@@ -73,10 +73,12 @@ def test_kernel_on_empty_and_strided_tensors():
     assert_matches_reference(act, grad_h, grad_act.view(11, 37), h_t, rtol=1e-6)
 
 
-def test_kernel_in_bf16_rounds_the_fp32_result():
+# bf16 goes 16 elements (one 32-byte vector) at a time
+@pytest.mark.parametrize('numel', [1, 15, 16, 3001])
+def test_kernel_in_bf16_rounds_the_fp32_result(numel):
     """bf16 storage, fp32 math: the fp32 kernel's results on the same inputs, rounded to the
     nearest bf16 (even on ties), and so within bf16 rounding of float64's."""
-    grad_act, h = inputs(3001, torch.bfloat16)
+    grad_act, h = inputs(numel, torch.bfloat16)
     with torch.no_grad():
         act, grad_h = gelu_backward(grad_act.clone(), h)
         act32, grad32 = gelu_backward(grad_act.float(), h.float())

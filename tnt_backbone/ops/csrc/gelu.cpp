@@ -46,66 +46,76 @@ inline void gelu_and_slope(Vec x, Vec& act, Vec& slope) {
   slope = cdf + x * e * kInvSqrt2Pi;
 }
 
-// kLanes values of h's storage dtype, to and from floats; bf16 by bit shifts, as the compiler
-// does not vectorise c10::BFloat16's scalar conversions.
-using Uint16Vec = uint16_t __attribute__((vector_size(16)));
+// One vector's worth of storage (32 bytes) per step: kLanes floats or 2 * kLanes bf16 values.
+template <typename scalar_t>
+constexpr int kStep = sizeof(Vec) / sizeof(scalar_t);
+
 using UintVec = uint32_t __attribute__((vector_size(32)));
 
-inline Vec load(const float* p) {
+inline Vec as_float(UintVec bits) {
   Vec v;
-  std::memcpy(&v, p, sizeof(v));
+  std::memcpy(&v, &bits, sizeof(v));
   return v;
 }
 
-inline Vec load(const c10::BFloat16* p) {
-  Uint16Vec bits;
-  std::memcpy(&bits, p, sizeof(bits));
-  const UintVec wide = __builtin_convertvector(bits, UintVec) << 16;
-  Vec v;
-  std::memcpy(&v, &wide, sizeof(v));
-  return v;
-}
-
-inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
-
-inline void store(c10::BFloat16* p, Vec v) {
+// v's bf16 (rounded to nearest even) in the upper half of each lane, garbage in the lower one.
+inline UintVec bf16_bits(Vec v) {
   UintVec bits;
   std::memcpy(&bits, &v, sizeof(bits));
-  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;  // round to nearest even
-  bits = v != v ? UintVec{} + 0x7fc0u : bits;           // NaN stays NaN
-  const Uint16Vec narrow = __builtin_convertvector(bits, Uint16Vec);
-  std::memcpy(p, &narrow, sizeof(narrow));
+  return v != v ? UintVec{} + 0x7fc00000u : bits + 0x7fffu + ((bits >> 16) & 1u);
 }
 
-// kLanes elements: act = gelu(h), grad *= gelu'(h).
-template <typename scalar_t>
-inline void gelu_backward_lanes(const scalar_t* h, scalar_t* grad, scalar_t* act) {
-  Vec y, slope;
-  gelu_and_slope(load(h), y, slope);
-  store(act, y);
-  store(grad, load(grad) * slope);
+// kStep elements: act = gelu(h), grad *= gelu'(h).
+inline void gelu_backward_step(const float* h, float* grad, float* act) {
+  Vec x, g, y, slope;
+  std::memcpy(&x, h, sizeof(x));
+  std::memcpy(&g, grad, sizeof(g));
+  gelu_and_slope(x, y, slope);
+  g *= slope;
+  std::memcpy(act, &y, sizeof(y));
+  std::memcpy(grad, &g, sizeof(g));
 }
 
-// The same for count < kLanes elements, through zero-padded copies.
+// A bf16 is the upper half of a float: each 32-bit lane holds an even-indexed element in its
+// lower half and the next one in its upper half, computed as two float vectors. Widening and
+// narrowing are then shifts and masks; the compiler's conversions shuffle, which costs more
+// than the GELU's arithmetic.
+inline void gelu_backward_step(const c10::BFloat16* h, c10::BFloat16* grad, c10::BFloat16* act) {
+  constexpr uint32_t kHigh = 0xffff0000u;
+  UintVec x, g;
+  std::memcpy(&x, h, sizeof(x));
+  std::memcpy(&g, grad, sizeof(g));
+  Vec y_even, slope_even, y_odd, slope_odd;
+  gelu_and_slope(as_float(x << 16), y_even, slope_even);
+  gelu_and_slope(as_float(x & kHigh), y_odd, slope_odd);
+  const UintVec y = (bf16_bits(y_even) >> 16) | (bf16_bits(y_odd) & kHigh);
+  g = (bf16_bits(as_float(g << 16) * slope_even) >> 16) |
+      (bf16_bits(as_float(g & kHigh) * slope_odd) & kHigh);
+  std::memcpy(act, &y, sizeof(y));
+  std::memcpy(grad, &g, sizeof(g));
+}
+
+// The same for count < kStep elements, through zero-padded copies.
 template <typename scalar_t>
 void gelu_backward_tail(const scalar_t* h, scalar_t* grad, scalar_t* act, int count) {
-  scalar_t h_lanes[kLanes] = {}, grad_lanes[kLanes] = {}, act_lanes[kLanes];
-  std::copy_n(h, count, h_lanes);
-  std::copy_n(grad, count, grad_lanes);
-  gelu_backward_lanes(h_lanes, grad_lanes, act_lanes);
-  std::copy_n(act_lanes, count, act);
-  std::copy_n(grad_lanes, count, grad);
+  scalar_t h_step[kStep<scalar_t>] = {}, grad_step[kStep<scalar_t>] = {}, act_step[kStep<scalar_t>];
+  std::copy_n(h, count, h_step);
+  std::copy_n(grad, count, grad_step);
+  gelu_backward_step(h_step, grad_step, act_step);
+  std::copy_n(act_step, count, act);
+  std::copy_n(grad_step, count, grad);
 }
 
-// Whole vectors per task: only the last vector of h may be partial.
-constexpr int64_t kGrainVectors = 4096;
+// Whole steps per task: only the last step of h may be partial.
+constexpr int64_t kGrainSteps = 4096;
 
 template <typename scalar_t>
 void gelu_backward_kernel(const scalar_t* h, scalar_t* grad, scalar_t* act, int64_t n) {
-  at::parallel_for(0, (n + kLanes - 1) / kLanes, kGrainVectors, [=](int64_t begin, int64_t end) {
-    const int64_t stop = std::min(end * kLanes, n);
-    int64_t i = begin * kLanes;
-    for (; i + kLanes <= stop; i += kLanes) gelu_backward_lanes(h + i, grad + i, act + i);
+  constexpr int step = kStep<scalar_t>;
+  at::parallel_for(0, (n + step - 1) / step, kGrainSteps, [=](int64_t begin, int64_t end) {
+    const int64_t stop = std::min(end * step, n);
+    int64_t i = begin * step;
+    for (; i + step <= stop; i += step) gelu_backward_step(h + i, grad + i, act + i);
     if (i < stop) gelu_backward_tail(h + i, grad + i, act + i, static_cast<int>(stop - i));
   });
 }
