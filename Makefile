@@ -6,7 +6,7 @@ STAMP := $(VENV)/.tnt-installed
 INSTALL_INPUTS := requirements/build.txt requirements/mminstall.txt requirements/runtime.txt \
 	requirements/tests.txt requirements/deploy.txt requirements/constraints.txt setup.py \
 	tools/install.sh \
-	$(wildcard tnt_backbone/ops/csrc/*.cpp)
+	$(wildcard tnt_backbone/ops/csrc/*.cpp) $(wildcard tnt_backbone/ops/csrc/*.h)
 
 .PHONY: install demo demo-det demo-seg demo-cls test test-fast
 

@@ -9,6 +9,8 @@ writes its output) in inference, the two aten ops otherwise.
 import torch
 import torch.nn.functional as F
 
+from .kernel_limits import exporting
+
 try:
     from tnt_backbone import _ext  # noqa: F401  (registers the operators)
 except ImportError:
@@ -23,13 +25,6 @@ if HAS_GELU_KERNEL:
     @torch.library.register_fake('tnt_backbone::gelu_backward_')
     def _gelu_backward_fake(grad, h):
         return torch.empty_like(h)
-
-
-def exporting():
-    """Whether the model is being exported (``torch.export``, ONNX, TorchScript tracing): the
-    exported graph must keep to ops that other runtimes know."""
-    return (torch.compiler.is_exporting() or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export())
 
 
 def gelu_backward_problem(grad_act, h):

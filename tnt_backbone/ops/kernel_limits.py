@@ -1,10 +1,17 @@
-"""What the fused word-attention kernels take (the C++ one on CPU, the Triton one on CUDA):
-sentences of 16 words, head dims up to 64, fp32/bf16/fp16 storage."""
+"""What the fused kernels take: the word-attention ones (the C++ one on CPU, the Triton one on
+CUDA) sentences of 16 words, head dims up to 64, fp32/bf16/fp16 storage; none of them an export."""
 import torch
 
 WORDS = 16
 MAX_HEAD_DIM = 64
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def exporting():
+    """Whether the model is being exported (``torch.export``, ONNX, TorchScript tracing): the
+    exported graph must keep to ops that other runtimes know."""
+    return (torch.compiler.is_exporting() or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export())
 
 
 def qkv_problem(qkv, num_heads):

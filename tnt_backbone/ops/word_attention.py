@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
-from .kernel_limits import qkv_problem
+from .kernel_limits import exporting, qkv_problem
 
 try:
     from tnt_backbone import _ext  # noqa: F401  (registers the operators)
@@ -76,7 +76,7 @@ def select_path(qkv, num_heads, dropout_p=0.):
     ``('triton', None)`` on CUDA tensors where that device's fused kernel applies, else
     ``('sdpa', reason)``. Exporting (``torch.export``/ONNX, TorchScript tracing) always takes
     SDPA, which ONNX and other runtimes know."""
-    if torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if exporting():
         return 'sdpa', 'exporting the model'
     kernel = DEVICE_KERNELS.get(qkv.device.type)
     problem = _kernel_problem(kernel, qkv, num_heads, dropout_p)
