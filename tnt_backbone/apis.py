@@ -144,9 +144,10 @@ def dump_metric(cfg, out):
     return DumpResults(out_file_path=out)
 
 
-def compile_backbones(model):
+def compile_backbones(model, **compile_kwargs):
     """``torch.compile`` -s every ``backbone`` of ``model`` (inside any wrapper: DDP, TTA) in
-    place, so state-dict keys and checkpoint loading stay as they are.
+    place, with ``compile_kwargs`` (e.g. ``mode``), so state-dict keys and checkpoint loading
+    stay as they are.
 
     Only the backbone: it traces to one graph, while the heads' post-processing (NMS, resizing
     to the input image) would break graphs at every data-dependent step. Sizes after the first
@@ -155,9 +156,9 @@ def compile_backbones(model):
     """
     backbones = [m for name, m in model.named_modules() if name.rpartition('.')[2] == 'backbone']
     if not backbones:
-        raise SystemExit(f'--compile: {type(model).__name__} has no backbone to compile')
+        raise SystemExit(f'compile: {type(model).__name__} has no backbone to compile')
     for backbone in backbones:
-        backbone.compile()
+        backbone.compile(**compile_kwargs)
     print_log(f'compiled the backbone ({type(backbones[0]).__name__}) with torch.compile: the '
               'first batches include the compilation', logger='current')
 

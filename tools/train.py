@@ -9,6 +9,11 @@ A thin wrapper over mmengine's ``Runner``: the config's ``default_scope`` picks 
 with dynamic loss scaling, or bf16 with ``--cfg-options optim_wrapper.dtype=bfloat16``; on a
 CPU bf16 autocast without loss scaling.
 
+``--cfg-options compile=True`` (or a dict of ``torch.compile`` arguments, e.g.
+``"compile={'mode':'max-autotune-no-cudagraphs'}"``) compiles the backbone in place, as
+``tools/test.py --compile`` does, instead of mmengine's whole ``train_step``: with torch 2.13,
+dynamo fails inside the optimizer step that mmengine 0.10's ``train_step`` includes.
+
 ``--resume`` alone continues from the latest checkpoint in the work dir; ``--resume CKPT``
 from that file. A fresh run refuses a work dir that already holds checkpoints (``*.pth``)
 unless ``--force`` is given, so no trained weights are overwritten by accident.
@@ -20,7 +25,8 @@ import os.path as osp
 from mmengine.runner import Runner
 
 # importing the package registers our modules and the safe-load allow-list
-from tnt_backbone.apis import add_common_args, load_config, setup_cpu_distributed
+from tnt_backbone.apis import (add_common_args, compile_backbones, load_config,
+                               setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -80,7 +86,10 @@ def main(argv=None):
     cfg = load_config(args)
     apply_train_args(cfg, args)
     setup_cpu_distributed(cfg)
+    compile_cfg = cfg.pop('compile', None)  # not mmengine's: see the module docstring
     runner = Runner.from_cfg(cfg)
+    if compile_cfg:
+        compile_backbones(runner.model, **({} if compile_cfg is True else compile_cfg))
     runner.train()
     return runner
 
