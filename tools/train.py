@@ -9,8 +9,8 @@ A thin wrapper over mmengine's ``Runner``: the config's ``default_scope`` picks 
 with dynamic loss scaling, or bf16 with ``--cfg-options optim_wrapper.dtype=bfloat16``; on a
 CPU bf16 autocast without loss scaling.
 
-``--cfg-options compile=True`` (or a dict of ``torch.compile`` arguments, e.g.
-``"compile={'mode':'max-autotune-no-cudagraphs'}"``) compiles the backbone in place, as
+``--cfg-options compile=True`` (or ``torch.compile`` arguments as its keys, e.g.
+``compile.mode=max-autotune-no-cudagraphs``) compiles the backbone in place, as
 ``tools/test.py --compile`` does, instead of mmengine's whole ``train_step``: with torch 2.13,
 dynamo fails inside the optimizer step that mmengine 0.10's ``train_step`` includes.
 
@@ -87,6 +87,9 @@ def main(argv=None):
     apply_train_args(cfg, args)
     setup_cpu_distributed(cfg)
     compile_cfg = cfg.pop('compile', None)  # not mmengine's: see the module docstring
+    if not isinstance(compile_cfg, (bool, dict, type(None))):
+        raise SystemExit(f'compile must be True or torch.compile arguments as its keys '
+                         f'(compile.mode=...), got {compile_cfg!r}')
     runner = Runner.from_cfg(cfg)
     if compile_cfg:
         compile_backbones(runner.model, **({} if compile_cfg is True else compile_cfg))
