@@ -178,8 +178,9 @@ def test_with_cp_words_keeps_no_word_activations():
 @pytest.mark.parametrize('chunk_queries', [4, None])
 def test_biased_attention_matches_sdpa_in_float64(dtype, batch, chunk_queries):
     """Both CPU training paths of the bias compute SDPA's function (values and gradients of
-    q, k, v and the bias): flash forward with a chunked bias gradient for score matrices over
-    ``BIAS_GRAD_CHUNK``, autograd on the plain math for smaller ones (None: this size)."""
+    q, k, v and the bias): flash forward and a backward in query chunks for score matrices
+    over ``MAX_KEPT_SCORES`` (4 queries a chunk: 70 = 17 * 4 + 2), autograd on the plain math
+    for smaller ones (None: this size)."""
     torch.manual_seed(0)
     q, k, v = (torch.randn(batch, 3, n, 16, dtype=dtype, requires_grad=True)
                for n in (70, 23, 23))
@@ -192,8 +193,9 @@ def test_biased_attention_matches_sdpa_in_float64(dtype, batch, chunk_queries):
         (out.double() * weight).sum().backward()
         return [out] + [a.grad for a in args]
 
-    chunk = 3 * 23 * batch * chunk_queries if chunk_queries else pyramid_tnt.BIAS_GRAD_CHUNK
-    with patch.object(pyramid_tnt, 'BIAS_GRAD_CHUNK', chunk):
+    chunk = 3 * 23 * batch * chunk_queries if chunk_queries else pyramid_tnt.MAX_KEPT_SCORES
+    with patch.object(pyramid_tnt, 'MAX_KEPT_SCORES', chunk), \
+            patch.object(pyramid_tnt, 'SCORES_CHUNK', chunk):
         ours = run(lambda *a: pyramid_tnt.biased_attention(*a, scale=0.3), q, k, v, bias)
     ref = run(lambda q, k, v, b: F.scaled_dot_product_attention(
         q.double(), k.double(), v.double(), attn_mask=b.double(), scale=0.3), q, k, v, bias)
@@ -208,12 +210,12 @@ def test_biased_attention_matches_sdpa_in_float64(dtype, batch, chunk_queries):
 @pytest.mark.parametrize('chunk,kept', [(1000, 0), (3 * 2 * 80 * 20, 1)])
 def test_biased_attention_keeps_no_attention_matrix(chunk, kept):
     """In training on the CPU the sentence attention keeps no (B, heads, Nq, Nk) matrix for
-    backward when it has more than ``BIAS_GRAD_CHUNK`` scores (SDPA's unfused path, which a
+    backward when it has more than ``MAX_KEPT_SCORES`` scores (SDPA's unfused path, which a
     bias with a gradient selects, keeps two), and only the probabilities up to that size."""
     attn = pyramid_tnt.SpatialReductionAttention(32, 2, sr_ratio=2).train()
     bias = torch.randn(1, 2, 80, 20, requires_grad=True)
     saved = set()  # distinct tensors: softmax and the matmul after it save the same one
-    with patch.object(pyramid_tnt, 'BIAS_GRAD_CHUNK', chunk), \
+    with patch.object(pyramid_tnt, 'MAX_KEPT_SCORES', chunk), \
             torch.autograd.graph.saved_tensors_hooks(
                 lambda t: saved.add((t.numel(), t.data_ptr())) or t, lambda t: t):
         attn(torch.randn(3, 80, 32), (8, 10), bias)
