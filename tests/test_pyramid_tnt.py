@@ -1,4 +1,5 @@
 """PyramidTNT backbone: parameter counts, shapes, parity with the official code, options."""
+import math
 import os
 import re
 from argparse import Namespace
@@ -116,6 +117,35 @@ def test_bias_resize_on_both_grids():
     assert torch.allclose(out, f2[..., None] + g2[:, :, None], atol=1e-5)
     with pytest.raises(ValueError, match='does not match'):
         resize_attn_bias(bias, (4, 5), (3, 2), (7, 5), (2, 4))
+
+
+def test_bias_resize_matches_interpolate_values_and_gradients():
+    """Any bias, larger and smaller grids: the separable matrix products give F.interpolate's
+    bicubic resize, first on the key grid (per query), then on the query grid (per key), in
+    float64; and the gradient that it sends back to the stored grid."""
+    for src_q, src_k, dst_q, dst_k in [((4, 6), (3, 2), (9, 13), (5, 4)),
+                                       ((6, 5), (3, 3), (4, 7), (3, 3)),
+                                       ((4, 4), (2, 3), (4, 4), (1, 5))]:
+        bias = torch.randn(1, 3, math.prod(src_q), math.prod(src_k), dtype=torch.float64)
+        weight = torch.randn(1, 3, math.prod(dst_q), math.prod(dst_k), dtype=torch.float64)
+
+        def reference(b):
+            x = F.interpolate(b.reshape(1, -1, *src_k), dst_k, mode='bicubic',
+                              align_corners=False)
+            x = x.reshape(3, *src_q, -1).permute(0, 3, 1, 2).reshape(1, -1, *src_q)
+            x = F.interpolate(x, dst_q, mode='bicubic', align_corners=False)
+            return x.reshape(3, -1, math.prod(dst_q)).transpose(1, 2).unsqueeze(0)
+
+        outs, grads = [], []
+        for fn in (lambda b: resize_attn_bias(b, src_q, src_k, dst_q, dst_k), reference):
+            b = bias.clone().requires_grad_()
+            out = fn(b.float() if fn is not reference else b)
+            (out.double() * weight).sum().backward()
+            outs.append(out.double())
+            grads.append(b.grad)
+        assert outs[0].is_contiguous() and outs[0].shape == outs[1].shape
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
 
 
 def test_bias_cache_follows_size_and_weights():

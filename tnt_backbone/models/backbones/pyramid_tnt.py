@@ -45,7 +45,7 @@ def _bicubic_matrix(src, dst, device):
     (align_corners=False, edges clamped): F.interpolate applied to the identity."""
     eye = torch.eye(src, device=device).reshape(src, 1, src, 1)
     return F.interpolate(eye, size=(dst, 1), mode='bicubic', align_corners=False) \
-        .reshape(src, dst).t()
+        .reshape(src, dst).t().contiguous()
 
 
 def resize_attn_bias(bias, src_query, src_key, dst_query, dst_key):
