@@ -3,6 +3,7 @@
     python tools/analysis/get_flops.py --arch small --shape 224 224
     python tools/analysis/get_flops.py --model pyramid-tnt --arch small --shape 256 256
     python tools/analysis/get_flops.py --config configs/detection/mask-rcnn_tnt-s-p16_fpn_1x_coco.py --shape 800 1333
+    python tools/analysis/get_flops.py --config mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py --shape 800 1333
 
 Counted with mmengine's FlopAnalyzer, taught the one op it does not know here:
 ``scaled_dot_product_attention`` (two matmuls of Nq x Nk x head_dim per head).
@@ -70,8 +71,8 @@ def config_model(path):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
-    import tnt_backbone  # noqa: F401
-    cfg = Config.fromfile(path)
+    from tnt_backbone.apis import config_path
+    cfg = Config.fromfile(config_path(path))
     cfg.model.backbone.pop('init_cfg', None)
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
@@ -80,7 +81,8 @@ def config_model(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', help='a model config; else a bare backbone')
+    parser.add_argument('--config', help='a model config (a path, or mmdet::/mmseg:: for one '
+                        'shipped in that package); else a bare backbone')
     parser.add_argument('--model', default='tnt', choices=['tnt', 'pyramid-tnt'],
                         help='the bare backbone counted without --config')
     parser.add_argument('--arch', default='small')
