@@ -1,9 +1,12 @@
 """torch.compile: both backbones trace to one graph (no graph breaks, so ``fullgraph=True``
 compiles them) and the compiled model computes what the eager one does, gradients included."""
+from unittest.mock import patch
+
 import pytest
 import torch
 
 from tnt_backbone.models import TNT, PyramidTNT
+from tnt_backbone.models.backbones import pyramid_tnt
 
 SMALL_ARCH = dict(word_dim=8, sentence_dim=48, depth=2, word_heads=2, sentence_heads=3,
                   mlp_ratio=4.)
@@ -85,6 +88,14 @@ def test_fullgraph_compile_equals_eager(name, factory, shape, train):
     """aot_eager traces forward and backward as inductor does (dynamo, then AOTAutograd) but
     runs the traced graphs with eager kernels: any difference is the tracing's."""
     assert_compiled_equals_eager(factory, shape, train, 'aot_eager')
+
+
+def test_fullgraph_compile_of_chunked_bias_attention_equals_eager():
+    """At detection sizes PyramidTNT trains its resized biases through its own autograd
+    function (flash forward, backward in query chunks); forced here at a small size."""
+    with patch.object(pyramid_tnt, 'MAX_KEPT_SCORES', 64), \
+            patch.object(pyramid_tnt, 'SCORES_CHUNK', 100):
+        assert_compiled_equals_eager(CASES[-1][1], CASES[-1][2], True, 'aot_eager')
 
 
 @pytest.mark.slow
