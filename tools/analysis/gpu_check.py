@@ -20,10 +20,11 @@ that dies keeps what it measured: ``OUT_DIR/gpu_check.json`` and a markdown tabl
   layer at 800x1333, batch 2 (8400 sentences of 16 words, 4 heads of 6 channels), fp32 and
   bf16: forward and forward + backward time, peak memory. GPU target: kernel >= 2x SDPA
   (fp32, forward + backward).
-- ``mask_rcnn``: one training step of Mask R-CNN TNT-S (our config) and of mmdet's Swin-T
-  config at 800x1333, batch 2, fp32, random weights, generated batch: median step time and
-  peak memory (all allocations: model, gradients, optimizer state, activations). GPU targets:
-  TNT-S <= 1.2x Swin-T's time, <= 1.0x its memory.
+- ``mask_rcnn``: one training step of Mask R-CNN TNT-S and PyramidTNT-S (our configs) and of
+  mmdet's Swin-T config at 800x1333, batch 2, fp32, random weights, generated batch: median
+  step time and peak memory (all allocations: model, gradients, optimizer state,
+  activations). GPU targets: TNT-S <= 1.2x Swin-T's time, <= 1.0x its memory; PyramidTNT-S's
+  ratios are reported (its attention bias trains through SDPA's CUDA kernels there).
 - ``toy_det_amp_float16``, ``toy_det_amp_bfloat16`` (GPU), ``toy_det_fp32`` (CPU):
   ``tools/train.py --amp`` on generated toy COCO, Mask R-CNN TNT-Ti, 20 iterations of 4 images,
   then a ``DetInferencer`` prediction from the checkpoint. mmcv 2.1.0's RoIAlign has no bf16
@@ -60,6 +61,8 @@ from tnt_backbone.apis import config_train_step, seconds_per_call
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TNT_S_MASK_RCNN = osp.join(REPO_ROOT, 'configs', 'detection', 'mask-rcnn_tnt-s-p16_fpn_1x_coco.py')
+PYRAMID_TNT_S_MASK_RCNN = osp.join(REPO_ROOT, 'configs', 'detection',
+                                   'mask-rcnn_pyramid-tnt-s_fpn_1x_coco.py')
 SWIN_T_MASK_RCNN = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 AMP_DTYPE = torch.bfloat16  # of the throughput rows: the one autocast dtype of both devices
 PARITY_BOUND = 1e-4
@@ -262,7 +265,8 @@ def check_mask_rcnn(sec):
     ctx, sizes = sec.ctx, sec.ctx.sizes
     sec.figures['shape'] = f'{sizes.det_hw[0]}x{sizes.det_hw[1]}, batch {sizes.det_batch}'
     sec.figures.update(sizes.det_options)
-    for name, config in (('tnt_s', TNT_S_MASK_RCNN), ('swin_t', SWIN_T_MASK_RCNN)):
+    for name, config in (('tnt_s', TNT_S_MASK_RCNN), ('pyramid_tnt_s', PYRAMID_TNT_S_MASK_RCNN),
+                         ('swin_t', SWIN_T_MASK_RCNN)):
         step = config_train_step(config, sizes.det_batch, sizes.det_hw, sizes.det_options,
                                  ctx.device)
         sec.figures[f'{name}_step_s'] = seconds_per_call(
@@ -274,6 +278,10 @@ def check_mask_rcnn(sec):
         del step
         free_device_memory()
     fig = sec.figures
+    fig['pyramid_tnt_s_vs_swin_t_step'] = fig['pyramid_tnt_s_step_s'] / fig['swin_t_step_s']
+    if 'pyramid_tnt_s_peak_mib' in fig:
+        fig['pyramid_tnt_s_vs_swin_t_peak'] = \
+            fig['pyramid_tnt_s_peak_mib'] / fig['swin_t_peak_mib']
     sec.target('Mask R-CNN TNT-S / Swin-T, step time',
                fig['tnt_s_step_s'] / fig['swin_t_step_s'], 1.2)
     if 'tnt_s_peak_mib' in fig:
