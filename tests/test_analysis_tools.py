@@ -80,6 +80,13 @@ def test_train_iter_cost_of_a_whole_config(load_tool, capsys, config):
     assert seconds > 0
 
 
+def test_config_train_step_does_the_same_work_for_the_same_seed():
+    """Weights, batch and the RoI heads' sampling follow the seed: two builds with one seed
+    compute the same loss, another seed another one."""
+    losses = [config_train_step(TOY_CONFIGS[0], 1, (64, 96), seed=s)().item() for s in (0, 0, 1)]
+    assert losses[0] == losses[1] != losses[2]
+
+
 def test_train_step_split_attributes_activations_to_their_part():
     """Checkpointing every backbone block removes most of the backbone's kept activations and
     none of the heads'; each part's time is measured."""
