@@ -18,8 +18,8 @@ backbone, neck, heads, their backward passes, the optimizer step; see
 The model is built from the config without its pretrained checkpoint (random weights cost the
 same) and fed a generated batch of the given size (detection: 5 boxes with masks per image;
 segmentation: a random label map), both from a fixed seed, so that every process does the same
-work (the RoI heads' share follows the random proposals). One iteration = data preprocessing, forward with losses,
-backward and the optimizer step. Reported: median seconds over ``--iters`` iterations after
+work (the RoI heads' share follows the random proposals). One iteration = data preprocessing,
+forward with losses, backward and the optimizer step. Reported: median seconds over ``--iters`` iterations after
 one warm-up, and the growth of the process's peak RSS over the built model's.
 """
 import argparse
