@@ -19,8 +19,9 @@ The model is built from the config without its pretrained checkpoint (random wei
 same) and fed a generated batch of the given size (detection: 5 boxes with masks per image;
 segmentation: a random label map), both from a fixed seed, so that every process does the same
 work (the RoI heads' share follows the random proposals). One iteration = data preprocessing,
-forward with losses, backward and the optimizer step. Reported: median seconds over ``--iters`` iterations after
-one warm-up, and the growth of the process's peak RSS over the built model's.
+forward with losses, backward and the optimizer step. Reported: median seconds over
+``--iters`` iterations after one warm-up, and the growth of the process's peak RSS over the
+built model's.
 """
 import argparse
 import json
