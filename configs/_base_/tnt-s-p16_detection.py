@@ -10,7 +10,8 @@ custom_imports = dict(imports=['tnt_backbone'], allow_failed_imports=False)
 # sentences, ViTDet style) except in blocks 6 and 12; every window also attends to the class
 # token, which attends to every sentence. The word layers are recomputed in backward
 # (with_cp='words'): they hold most activations for a small part of the compute. Mask R-CNN
-# TNT-S then trains in 1.17x Swin-T's step time at 0.77x its memory (README, "Detection cost").
+# TNT-S then trains in 1.15x Swin-T's step time (its MAC ratio) at 0.78x its memory (README,
+# "Detection cost", fixed seed).
 tnt_backbone = dict(
     _delete_=True,  # replaces the ResNet of mmdet's model bases
     type='tnt_backbone.TNT',
