@@ -78,13 +78,13 @@ def test_resume_and_override_arguments(train_tool, tmp_path):
         config_from_args(train_tool, [str(tmp_path / 'missing.py')])
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='the gloo fallback is for CPU machines')
 def test_compile_option_that_is_no_torch_compile_arguments_is_refused(train_tool):
     with pytest.raises(SystemExit, match=r'compile must be True .* got "\{.mode.:.default.\}"'):
         train_tool.main([TOY_CONFIG, '--work-dir', 'work', '--cfg-options',
                          "compile={'mode':'default'}"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the gloo fallback is for CPU machines')
 def test_distributed_launch_on_cpu_uses_gloo(train_tool, monkeypatch):
     # what torchrun sets for a 1-process group
     for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
