@@ -68,6 +68,15 @@ def setup_cpu_distributed(cfg):
             find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
+def end_distributed():
+    """Destroys the process group once a run has ended well. Left to the interpreter's exit,
+    gloo's worker threads can outlive its teardown and abort the process ('terminate called
+    without an active exception', pytorch/pytorch#190489): torchrun then reports a finished
+    run as failed. Not after an error: other processes may still be in a collective call."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 # ------------------------------------------------------------------------------ evaluation
 def test_parser():
     """The command line of ``tools/test.py``."""
@@ -180,7 +189,9 @@ def evaluate(args):
         compile_backbones(runner.model)
     if dump is not None:
         runner.test_evaluator.metrics.append(dump)
-    return runner.test()
+    metrics = runner.test()
+    end_distributed()
+    return metrics
 
 
 # ------------------------------------------------------------------------------ measuring

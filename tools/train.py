@@ -25,7 +25,7 @@ import os.path as osp
 from mmengine.runner import Runner
 
 # importing the package registers our modules and the safe-load allow-list
-from tnt_backbone.apis import (add_common_args, compile_backbones, load_config,
+from tnt_backbone.apis import (add_common_args, compile_backbones, end_distributed, load_config,
                                setup_cpu_distributed)
 
 
@@ -94,6 +94,7 @@ def main(argv=None):
     if compile_cfg:
         compile_backbones(runner.model, **({} if compile_cfg is True else compile_cfg))
     runner.train()
+    end_distributed()
     return runner
 
 
