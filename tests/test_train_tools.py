@@ -100,7 +100,9 @@ def test_distributed_launch_on_cpu_uses_gloo(train_tool, monkeypatch):
         assert torch.distributed.get_world_size() == 1
         assert cfg.model_wrapper_cfg.device_ids is None  # the CPU, not GPU LOCAL_RANK
     finally:
-        torch.distributed.destroy_process_group()
+        train_tool.end_distributed()  # what tools/train.py does after training
+    assert not torch.distributed.is_initialized()
+    train_tool.end_distributed()  # without a group: nothing to do
 
 
 def test_show_dir_turns_on_the_visualization_hook(tmp_path):
