@@ -37,6 +37,7 @@ CASES = [
     (9, 1, 64, torch.float16),
 ]
 COMPILED = (2, 1)  # cases run through torch.compile as well, the second at another T
+TILED = (2, 4)  # cases run with other launch settings: 2 and 1 sentences per program
 STRIDED = 1  # its qkv is a slice of a wider tensor, as the kernel must not assume contiguity
 
 
@@ -66,8 +67,9 @@ def reference(case):
 
 def run_cases(cases_path, results_path):
     """In the child process: every case through ``word_attention(impl='triton')`` and its
-    backward, the COMPILED ones also through torch.compile(fullgraph=True), an empty batch, and
-    torch.library.opcheck of the operator."""
+    backward, the COMPILED ones also through torch.compile(fullgraph=True), the TILED ones with
+    smaller tiles, an empty batch, and torch.library.opcheck of the operator."""
+    from tnt_backbone.ops.triton_word_attention import launch_config
     cases = torch.load(cases_path)
 
     def run(fn, case):
@@ -85,6 +87,8 @@ def run_cases(cases_path, results_path):
         compiled=[run(compiled, cases[i]) for i in COMPILED],
         empty=run(triton_path, dict(qkv=torch.zeros(0, 16, 36), grad=torch.zeros(0, 16, 12),
                                     heads=2, scale=0.4)))
+    with launch_config(tile_elements=512, num_warps=2):
+        results['tiled'] = [run(triton_path, cases[i]) for i in TILED]
     try:
         torch.library.opcheck(torch.ops.tnt_backbone.word_attention_triton.default,
                               (cases[2]['qkv'].detach().requires_grad_(), 4, 0.3))
@@ -145,6 +149,30 @@ def test_compiled_kernel_matches_float64_reference(interpreted):
                                    atol=1e-5 * ref_out.abs().max().item())
         torch.testing.assert_close(grad_qkv.double(), ref_grad, rtol=0,
                                    atol=1e-5 * ref_grad.abs().max().item())
+
+
+@needs_triton
+def test_other_launch_settings_give_the_same_results(interpreted):
+    """launch_config (what the GPU check's sweep uses) changes the tiling, not the function:
+    2 sentences per program where 8 are the default, and 1 at head dim 64."""
+    for index, (out, grad_qkv) in zip(TILED, interpreted['tiled']):
+        ref_out, ref_grad = reference(make_case(index))
+        torch.testing.assert_close(out.double(), ref_out, rtol=0,
+                                   atol=1e-5 * ref_out.abs().max().item())
+        torch.testing.assert_close(grad_qkv.double(), ref_grad, rtol=0,
+                                   atol=1e-5 * ref_grad.abs().max().item())
+
+
+@needs_triton
+def test_launch_config_takes_powers_of_two_and_restores_the_defaults():
+    from tnt_backbone.ops import triton_word_attention as module
+    before = dict(module._LAUNCH)
+    with pytest.raises(ValueError, match='tile_elements must be a power of two, got 1000'):
+        with module.launch_config(tile_elements=1000):
+            pass
+    with module.launch_config(num_warps=8):
+        assert module._LAUNCH == dict(before, num_warps=8)
+    assert module._LAUNCH == before
 
 
 @needs_triton

@@ -27,9 +27,10 @@ from triton.runtime.interpreter import InterpretedFunction
 
 from .kernel_limits import WORDS, qkv_problem
 
-# Elements of one (BLOCK_T, 16, head-dim) tile: enough sentences per program to keep its
-# warps busy, few enough for the backward's ten tiles to stay in registers.
-_TILE_ELEMENTS = 2048
+# How the kernels launch: elements of one (BLOCK_T, 16, head-dim) tile (enough sentences per
+# program to keep its warps busy, few enough for the backward's ten tiles to stay in
+# registers) and warps per program. Untuned: :func:`launch_config` lets a benchmark try others.
+_LAUNCH = dict(tile_elements=2048, num_warps=4)
 # tl.dot needs an inner dimension of at least 16 on GPUs.
 _MIN_DOT_K = 16
 
@@ -118,6 +119,25 @@ def _checked(qkv, heads, grad=None):
     return qkv.contiguous()
 
 
+@contextlib.contextmanager
+def launch_config(tile_elements=None, num_warps=None):
+    """Within the ``with`` block, the kernels launch with ``tile_elements`` per tile (a power of
+    two; sentences per program = tile_elements / (16 x padded head dim), at least 1) and
+    ``num_warps`` warps per program; None keeps the current value. Results are the same; only
+    the speed changes (``tools/analysis/gpu_check.py`` times a few)."""
+    new = dict(tile_elements=tile_elements, num_warps=num_warps)
+    new = {key: value for key, value in new.items() if value is not None}
+    for key, value in new.items():
+        if not (isinstance(value, int) and value > 0 and value & (value - 1) == 0):
+            raise ValueError(f'launch_config: {key} must be a power of two, got {value!r}')
+    old = dict(_LAUNCH)
+    _LAUNCH.update(new)
+    try:
+        yield
+    finally:
+        _LAUNCH.update(old)
+
+
 def _launch(kernel, qkv, heads, scale, *tensors):
     """Runs ``kernel(*tensors, T, scale, ...)`` over all sentences and heads of qkv."""
     T = qkv.shape[0]
@@ -125,13 +145,13 @@ def _launch(kernel, qkv, heads, scale, *tensors):
         return
     head_dim = qkv.shape[2] // (3 * heads)
     head_dim_pad = max(_MIN_DOT_K, triton.next_power_of_2(head_dim))
-    block_t = max(1, _TILE_ELEMENTS // (WORDS * head_dim_pad))
+    block_t = max(1, _LAUNCH['tile_elements'] // (WORDS * head_dim_pad))
     # Triton launches on the current CUDA device.
     device = torch.cuda.device(qkv.device) if qkv.is_cuda else contextlib.nullcontext()
     with device:
         kernel[(triton.cdiv(T, block_t) * heads, )](
             *tensors, T, scale, HEADS=heads, HEAD_DIM=head_dim, HEAD_DIM_PAD=head_dim_pad,
-            BLOCK_T=block_t, WORDS=WORDS, num_warps=4)
+            BLOCK_T=block_t, WORDS=WORDS, num_warps=_LAUNCH['num_warps'])
 
 
 @torch.library.custom_op('tnt_backbone::word_attention_triton', mutates_args=())

@@ -19,7 +19,9 @@ that dies keeps what it measured: ``OUT_DIR/gpu_check.json`` and a markdown tabl
   CUDA, C++ on a CPU) against ``impl='sdpa'`` (the fallback) on the shapes of TNT-S's word
   layer at 800x1333, batch 2 (8400 sentences of 16 words, 4 heads of 6 channels), fp32 and
   bf16: forward and forward + backward time, peak memory. GPU target: kernel >= 2x SDPA
-  (fp32, forward + backward).
+  (fp32, forward + backward). On a GPU also the Triton kernel's fp32 forward + backward time
+  with 512-4096 elements per tile and 2, 4 or 8 warps per program (its defaults, 2048 and 4,
+  are untuned).
 - ``mask_rcnn``: one training step of Mask R-CNN TNT-S and PyramidTNT-S (our configs) and of
   mmdet's Swin-T config at 800x1333, batch 2, fp32, random weights, generated batch: median
   step time and peak memory (all allocations: model, gradients, optimizer state,
@@ -44,6 +46,7 @@ needs a fresh process per figure: ``train_iter_cost.py``, ``benchmark.py --memor
 """
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -259,6 +262,20 @@ def check_word_attention(sec):
                 sec.figures[f'{dt}_sdpa_{mode}_ms'] / sec.figures[f'{dt}_kernel_{mode}_ms']
     sec.target('word attention kernel vs SDPA, fp32 forward+backward, speed-up',
                sec.figures['float32_train_kernel_speedup'], 2., at_most=False)
+    if ctx.cuda:  # the Triton kernel's launch settings are untuned: time a few
+        from tnt_backbone.ops.triton_word_attention import launch_config
+        sweep = sec.figures['float32_train_ms_by_tile_and_warps'] = {}
+        torch.manual_seed(0)
+        leaf = torch.randn(sentences, 16, 3 * channels, device=ctx.device, requires_grad=True)
+        grad = torch.randn(sentences, 16, channels, device=ctx.device)
+        for tile, warps in itertools.product((512, 1024, 2048, 4096), (2, 4, 8)):
+            def train():
+                word_attention(leaf, heads, scale, impl='kernel').backward(grad)
+                leaf.grad = None
+
+            with launch_config(tile_elements=tile, num_warps=warps):
+                sweep[f'tile{tile}_warps{warps}'] = 1e3 * seconds_per_call(
+                    train, iters=sizes.word_calls, rounds=3, warmup=2, device=ctx.device)
 
 
 def check_mask_rcnn(sec):
@@ -494,6 +511,8 @@ def fmt(value):
     if isinstance(value, list):  # the JSON has all of a long list
         return '[' + ', '.join(fmt(v) for v in value[:4]) + (', ...' if value[4:] else '') \
             + ']'
+    if isinstance(value, dict):
+        return ', '.join(f'{key} {fmt(v)}' for key, v in value.items())
     return str(value)
 
 
