@@ -139,28 +139,29 @@ def test_kernel_matches_float64_reference(interpreted, index):
                           ref_grad[..., part * C:(part + 1) * C]) >= 0.9999, part
 
 
+def assert_fp32_matches_reference(index, out, grad_qkv):
+    """An fp32 case's output and qkv gradient within 1e-5 of the largest reference value."""
+    ref_out, ref_grad = reference(make_case(index))
+    torch.testing.assert_close(out.double(), ref_out, rtol=0,
+                               atol=1e-5 * ref_out.abs().max().item())
+    torch.testing.assert_close(grad_qkv.double(), ref_grad, rtol=0,
+                               atol=1e-5 * ref_grad.abs().max().item())
+
+
 @needs_triton
 def test_compiled_kernel_matches_float64_reference(interpreted):
     """torch.compile(fullgraph=True) traces the operator (fake impl, autograd), also with the
     number of sentences symbolic after a second size."""
-    for index, (out, grad_qkv) in zip(COMPILED, interpreted['compiled']):
-        ref_out, ref_grad = reference(make_case(index))
-        torch.testing.assert_close(out.double(), ref_out, rtol=0,
-                                   atol=1e-5 * ref_out.abs().max().item())
-        torch.testing.assert_close(grad_qkv.double(), ref_grad, rtol=0,
-                                   atol=1e-5 * ref_grad.abs().max().item())
+    for index, results in zip(COMPILED, interpreted['compiled']):
+        assert_fp32_matches_reference(index, *results)
 
 
 @needs_triton
 def test_other_launch_settings_give_the_same_results(interpreted):
     """launch_config (what the GPU check's sweep uses) changes the tiling, not the function:
     2 sentences per program where 8 are the default, and 1 at head dim 64."""
-    for index, (out, grad_qkv) in zip(TILED, interpreted['tiled']):
-        ref_out, ref_grad = reference(make_case(index))
-        torch.testing.assert_close(out.double(), ref_out, rtol=0,
-                                   atol=1e-5 * ref_out.abs().max().item())
-        torch.testing.assert_close(grad_qkv.double(), ref_grad, rtol=0,
-                                   atol=1e-5 * ref_grad.abs().max().item())
+    for index, results in zip(TILED, interpreted['tiled']):
+        assert_fp32_matches_reference(index, *results)
 
 
 @needs_triton
