@@ -47,11 +47,20 @@ def allow_checkpoint_globals():
 
 
 def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load`` with weights_only=True and the allow-list above, with clear errors."""
+    """``torch.load`` with weights_only=True and the allow-list above, with clear errors.
+
+    A ``.safetensors`` file (tensors only, by its format) is read by the ``safetensors``
+    package: ``torch.load`` reads that format itself only from torch 2.13 on, and environments
+    with older CUDA builds of torch are common.
+    """
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename}')
     allow_checkpoint_globals()
     try:
+        if str(filename).endswith('.safetensors'):
+            from safetensors.torch import load_file
+            device = map_location if isinstance(map_location, (str, torch.device)) else 'cpu'
+            return load_file(filename, device=str(device))
         return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
         raise RuntimeError(f'cannot load checkpoint {filename} safely: {e}') from e

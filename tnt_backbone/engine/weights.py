@@ -4,9 +4,10 @@
 ``CheckpointLoader``, whose local and http(s) schemes :func:`register_checkpoint_schemes` points
 here) and ``tools/model_converters/tnt2mm.py`` all read files with :func:`read_checkpoint`:
 
-- a local ``.pth``, ``.pth.tar``, ``.pt``, ``.bin`` or ``.safetensors`` file, always through
-  weights-only ``torch.load`` (torch reads ``.safetensors`` itself with the ``safetensors``
-  package; pickles get the allow-list of :mod:`.safe_load` and nothing else);
+- a local ``.pth``, ``.pth.tar``, ``.pt``, ``.bin`` or ``.safetensors`` file, always read
+  weights-only: pickles by ``torch.load(weights_only=True)`` with the allow-list of
+  :mod:`.safe_load` and nothing else, ``.safetensors`` (tensors only) by the ``safetensors``
+  package;
 - an http(s) URL, downloaded once into ``<torch hub dir>/checkpoints`` (``TORCH_HOME``); a name
   ending in ``-<8+ hex digits>`` before the extension (OpenMMLab's and torch hub's convention)
   is checked against the file's sha256, on download and on every later use of the cached file.
