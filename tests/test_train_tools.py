@@ -12,6 +12,7 @@ DDP runs with mmengine's default ``find_unused_parameters=False``, which fails o
 parameter without a gradient. Then the distributed run resumes from its checkpoint and ``tools/dist_test.sh`` draws
 predictions.
 """
+import gc
 import os
 import os.path as osp
 import re
@@ -23,6 +24,7 @@ import tempfile
 import pytest
 import torch
 import torch._dynamo
+from torch.nn.parallel import DistributedDataParallel
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
@@ -236,6 +238,29 @@ def test_two_process_training_matches_one_process_gradients_and_resumes(workspac
     assert re.search(r'coco/bbox_mAP: [\d.]+', out)
     # mmdet's visualizer draws on rank 0 only: its share of the 2 val images, the first
     assert os.listdir(osp.join(root, 'shown')) == ['000001.png']
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the gloo fallback is for CPU machines')
+def test_evaluation_ends_its_process_group_after_freeing_the_ddp_model(workspace, load_tool,
+                                                                      monkeypatch):
+    """Under a launcher, tools/test.py destroys the process group once the run is over, and
+    only after the Runner's DDP wrapper, which holds the group, is gone (left to the
+    interpreter's exit, the group aborted rank 0 in CI: see ``end_distributed``)."""
+    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(workspace['root'])
+    destroy, ddp_alive = torch.distributed.destroy_process_group, []
+
+    def counting_destroy(*args, **kwargs):
+        ddp_alive.append(sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects()))
+        return destroy(*args, **kwargs)
+
+    monkeypatch.setattr(torch.distributed, 'destroy_process_group', counting_destroy)
+    metrics = load_tool('test.py').main([workspace['config'], workspace['init'],
+                                         '--launcher', 'pytorch', '--work-dir', 'test_1proc'])
+    assert 'coco/bbox_mAP' in metrics
+    assert ddp_alive == [0] and not torch.distributed.is_initialized()
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ evaluation that ``tools/test.py`` and the demos run in-process. Tools are thin s
 """
 import argparse
 import contextlib
+import gc
 import inspect
 import os
 import os.path as osp
@@ -69,11 +70,14 @@ def setup_cpu_distributed(cfg):
 
 
 def end_distributed():
-    """Destroys the process group once a run has ended well. Left to the interpreter's exit,
-    gloo's worker threads can outlive its teardown and abort the process ('terminate called
-    without an active exception', pytorch/pytorch#190489): torchrun then reports a finished
-    run as failed. Not after an error: other processes may still be in a collective call."""
+    """Destroys the process group once a run has ended well, after the caller has dropped its
+    Runner. Left to the interpreter's exit, gloo's worker threads can outlive its teardown and
+    abort the process ('terminate called without an active exception', pytorch/pytorch#190489):
+    torchrun then reports a finished run as failed. The Runner's DDP wrapper holds the group,
+    so the Runner (cyclic garbage) is collected first. Not after an error: other processes may
+    still be in a collective call."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
@@ -190,6 +194,7 @@ def evaluate(args):
     if dump is not None:
         runner.test_evaluator.metrics.append(dump)
     metrics = runner.test()
+    del runner  # before the process group: its DDP wrapper holds the group
     end_distributed()
     return metrics
 

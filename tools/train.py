@@ -94,9 +94,9 @@ def main(argv=None):
     if compile_cfg:
         compile_backbones(runner.model, **({} if compile_cfg is True else compile_cfg))
     runner.train()
-    end_distributed()
     return runner
 
 
 if __name__ == '__main__':
     main()
+    end_distributed()  # once main's Runner, whose DDP wrapper holds the group, is dropped
