@@ -87,11 +87,7 @@ def test_compile_option_that_is_no_torch_compile_arguments_is_refused(train_tool
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the gloo fallback is for CPU machines')
-def test_distributed_launch_on_cpu_uses_gloo(train_tool, monkeypatch):
-    # what torchrun sets for a 1-process group
-    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-                           MASTER_PORT=str(free_port())).items():
-        monkeypatch.setenv(key, value)
+def test_distributed_launch_on_cpu_uses_gloo(train_tool, one_process_launch):
     cfg = config_from_args(train_tool, [TOY_CONFIG])
     train_tool.setup_cpu_distributed(cfg)
     assert not torch.distributed.is_initialized() and 'model_wrapper_cfg' not in cfg
@@ -147,6 +143,14 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def one_process_launch(monkeypatch):
+    """The environment torchrun gives the one process of a 1-process group."""
+    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(key, value)
 
 
 def launch(cwd, *cmds):
@@ -242,13 +246,11 @@ def test_two_process_training_matches_one_process_gradients_and_resumes(workspac
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the gloo fallback is for CPU machines')
 def test_evaluation_ends_its_process_group_after_freeing_the_ddp_model(workspace, load_tool,
+                                                                      one_process_launch,
                                                                       monkeypatch):
     """Under a launcher, tools/test.py destroys the process group once the run is over, and
     only after the Runner's DDP wrapper, which holds the group, is gone (left to the
     interpreter's exit, the group aborted rank 0 in CI: see ``end_distributed``)."""
-    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-                           MASTER_PORT=str(free_port())).items():
-        monkeypatch.setenv(key, value)
     monkeypatch.chdir(workspace['root'])
     destroy, ddp_alive = torch.distributed.destroy_process_group, []
 

@@ -268,11 +268,12 @@ def check_word_attention(sec):
         torch.manual_seed(0)
         leaf = torch.randn(sentences, 16, 3 * channels, device=ctx.device, requires_grad=True)
         grad = torch.randn(sentences, 16, channels, device=ctx.device)
-        for tile, warps in itertools.product((512, 1024, 2048, 4096), (2, 4, 8)):
-            def train():
-                word_attention(leaf, heads, scale, impl='kernel').backward(grad)
-                leaf.grad = None
 
+        def train():
+            word_attention(leaf, heads, scale, impl='kernel').backward(grad)
+            leaf.grad = None
+
+        for tile, warps in itertools.product((512, 1024, 2048, 4096), (2, 4, 8)):
             try:  # a setting can need more registers or shared memory than there are
                 with launch_config(tile_elements=tile, num_warps=warps):
                     sweep[f'tile{tile}_warps{warps}'] = 1e3 * seconds_per_call(
