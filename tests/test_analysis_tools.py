@@ -113,3 +113,44 @@ def test_train_iter_cost_split_report(load_tool, capsys):
     for row in ('forward backbone', 'backward heads', 'optimizer step',
                 'activations backbone MiB'):
         assert re.search(rf'{row} +[\d.]+', out), row
+
+
+def test_benchmark_profile_counts_matrix_multiply_flops(load_tool):
+    """Forward: one GEMM per linear layer; backward: each weight's gradient, and the input
+    gradient of every layer but the first (its input needs none), all 2*M*K*N FLOPs."""
+    benchmark = load_tool('analysis/benchmark.py')
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(),
+                                torch.nn.Linear(64, 16))
+    x = torch.randn(4, 50, 32)  # 3-d, as the backbones' tokens
+    first, second = 2 * 200 * 32 * 64, 2 * 200 * 64 * 16
+
+    def infer():
+        with torch.no_grad():
+            model(x)
+
+    def train():
+        model(x).sum().backward()
+
+    def batched():
+        torch.bmm(x, torch.randn(4, 32, 8))
+
+    for step, flops in ((infer, first + second), (train, 2 * first + 3 * second),
+                        (batched, 2 * 4 * 50 * 32 * 8)):
+        split, counted = benchmark.profile_steps(step, 2)
+        assert counted == flops
+        assert split['matrix multiplies'] > 0 and split['rest'] >= 0
+        assert split['convolutions'] == split['fused attention'] == 0
+
+
+def test_benchmark_profile_report(load_tool, capsys):
+    load_tool('analysis/benchmark.py').main(
+        ['--arch', 'tiny', '--batch', '1', '--mode', 'train', '--iters', '1', '--warmup', '0',
+         '--profile', '1'])
+    out = capsys.readouterr().out
+    found = re.search(r'ours: ([\d.]+): matrix multiplies ([\d.]+) .*fused attention ([\d.]+) '
+                      r'.* at (\d+) GFLOP/s', out)
+    assert found, out
+    total, matmul, attention, gflops = map(float, found.groups())
+    # TNT-Ti's step: its linear layers most of it; SDPA on the sentences
+    assert 0 < matmul + attention < total and attention > 0 and gflops > 0
+    assert re.search(r'matrix-multiply peak here .* (\d+) GFLOP/s', out)

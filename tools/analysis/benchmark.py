@@ -24,9 +24,15 @@ official ``pyramid_tnt.py`` is measured too, imported from that path as well::
 
     python tools/analysis/benchmark.py --model pyramid-tnt --arch small --mode train \
         --timm-path /tmp/ref:../shared/reference:DIR_OF_pyramid_tnt.py
+
+``--profile`` then profiles a step of each model: its time by kind of op (matrix multiplies
+with their GFLOP/s, convolutions, SDPA's fused attention, the rest), this CPU's matrix-multiply
+peak, and the most ours could gain on the reference if its rest were free: the bound on an
+implementation of the same function on this CPU.
 """
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -111,9 +117,9 @@ def step_fn(model, args, dtype=None):
     return step
 
 
-def time_side_by_side(names, args):
+def time_side_by_side(steps, args):
     """img/s of each variant: (median, slowest, fastest) over the timed rounds."""
-    steps = {v: step_fn(build(v, args), args, autocast_dtype(v, args)) for v in names}
+    names = list(steps)
     for _ in range(args.warmup):
         for s in steps.values():
             s()
@@ -125,6 +131,61 @@ def time_side_by_side(names, args):
             times[v].append(time.perf_counter() - t)
     return {v: (args.batch / statistics.median(t), args.batch / max(t), args.batch / min(t))
             for v, t in times.items()}
+
+
+# Matrix-multiply ops of aten and oneDNN, and where their operands are among the inputs.
+MATMUL_OPERANDS = {'aten::mm': (0, 1), 'aten::addmm': (1, 2), 'aten::bmm': (0, 1),
+                   'aten::baddbmm': (1, 2), 'mkldnn::_linear_pointwise': (0, 1)}
+
+
+def matmul_flops(name, shapes):
+    """FLOPs (2 per multiply-accumulate) of one call of a :data:`MATMUL_OPERANDS` op."""
+    a, b = (shapes[i] for i in MATMUL_OPERANDS[name])
+    if name == 'mkldnn::_linear_pointwise':  # x [..., K] times the weight [N, K], transposed
+        return 2 * math.prod(a) * b[0]
+    return 2 * math.prod(a) * b[-1]  # [(B,) M, K] times [(B,) K, N]
+
+
+def op_split(events, seconds):
+    """Where ``seconds`` of profiled time went, from ``prof.key_averages(
+    group_by_input_shape=True)``: each category's share, and the matrix multiplies' FLOPs."""
+    split = {'matrix multiplies': 0.0, 'convolutions': 0.0, 'fused attention': 0.0}
+    flops = 0
+    for e in events:
+        self_s = e.self_cpu_time_total / 1e6
+        if e.key in MATMUL_OPERANDS:
+            split['matrix multiplies'] += self_s
+            flops += e.count * matmul_flops(e.key, e.input_shapes)
+        elif 'convolution' in e.key:
+            split['convolutions'] += self_s
+        elif 'scaled_dot_product' in e.key:  # SDPA's fused kernels, at matmul speed
+            split['fused attention'] += self_s
+    split['rest'] = seconds - sum(split.values())
+    return split, flops
+
+
+def profile_steps(step, n):
+    """:func:`op_split` of ``n`` calls of ``step``: (seconds per step by category, matrix
+    multiplies' FLOPs per step)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        seconds = time.perf_counter() - t
+    split, flops = op_split(prof.key_averages(group_by_input_shape=True), seconds)
+    return {k: v / n for k, v in split.items()}, flops / n
+
+
+def matmul_peak_gflops(dtype, n=2048, reps=5):
+    """The best GFLOP/s of an n x n x n matrix multiply: what this CPU's GEMM reaches."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = float('inf')
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
 def bf16_cosine(args):
@@ -154,6 +215,38 @@ def peak_memory(variant, argv):
     return json.loads(out.strip().splitlines()[-1])['peak_mib']
 
 
+def report_profile(steps, speed, args, label):
+    """Each variant's step split by :func:`op_split`, and how far ours could get ahead of the
+    reference if all of its step but the shared compute-bound kernels were free."""
+    print(f'profile of {args.profile} step(s) each (torch.profiler; ms per step, self time):')
+    splits = {}
+    for v, step in steps.items():
+        split, flops = profile_steps(step, args.profile)
+        splits[v] = split
+        total = sum(split.values())
+        parts = ', '.join(f'{k} {s * 1e3:.1f} ({s / total:.0%})' for k, s in split.items())
+        gflops = flops / split['matrix multiplies'] / 1e9 if flops else 0.0
+        print(f'{label(v):>15}: {total * 1e3:.1f}: {parts}; matrix multiplies at '
+              f'{gflops:.0f} GFLOP/s')
+    dtype = torch.bfloat16 if args.dtype == 'bf16' else torch.float32
+    print(f'matrix-multiply peak here (2048^3, {str(dtype)[6:]}, {torch.get_num_threads()} '
+          f'threads): {matmul_peak_gflops(dtype):.0f} GFLOP/s')
+    for ours in names_of(steps, 'ours'):
+        bound = splits[ours]['matrix multiplies'] + splits[ours]['convolutions'] + \
+            splits[ours]['fused attention']
+        for theirs in names_of(steps, 'timm'):
+            print(f'{label(ours)} vs {label(theirs)}: at most '
+                  f'{sum(splits[theirs].values()) / bound:.2f}x if all but its matrix '
+                  f'multiplies, convolutions and fused attention were free (profiled '
+                  f'{sum(splits[theirs].values()) / sum(splits[ours].values()):.2f}x, timed '
+                  f'{speed[ours][0] / speed[theirs][0]:.2f}x)')
+
+
+def names_of(names, impl):
+    """The variants of ``impl`` ('ours' or 'timm') among ``names``."""
+    return [v for v in names if v.startswith(impl)]
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='tnt', choices=['tnt', 'pyramid-tnt'])
@@ -180,6 +273,9 @@ def parse_args(argv):
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--memory', action='store_true', help='also measure peak memory')
+    parser.add_argument('--profile', type=int, nargs='?', const=2, default=0, metavar='STEPS',
+                        help='also profile STEPS (default 2) steps of each model: time by op '
+                             'category, matrix-multiply GFLOP/s, the bound on the speed-up')
     parser.add_argument('--timm-path', default=None,
                         help='colon-separated path to import timm and tvstub from')
     parser.add_argument('--child-memory', default=None, help=argparse.SUPPRESS)
@@ -203,7 +299,8 @@ def main(argv=None):
     print(f'{args.model}-{args.arch} {args.layout} {args.mode} {args.dtype} '
           f'{args.size[0]}x{args.size[1]} batch {args.batch} compile={args.compile} '
           f'threads={torch.get_num_threads()}')
-    speed = time_side_by_side(names, args)
+    steps = {v: step_fn(build(v, args), args, autocast_dtype(v, args)) for v in names}
+    speed = time_side_by_side(steps, args)
     mem = {v: peak_memory(v, argv) for v in names} if args.memory else {}
     ref = 'official' if args.model == 'pyramid-tnt' else 'timm'
 
@@ -215,11 +312,13 @@ def main(argv=None):
         if v in mem:
             line += f'  peak +{mem[v]:8.1f} MiB'
         print(f'{line}  (rounds {slowest:.3f}-{fastest:.3f})')
-    for ours in (v for v in names if v.startswith('ours')):
-        for theirs in (v for v in names if v.startswith('timm')):
+    for ours in names_of(names, 'ours'):
+        for theirs in names_of(names, 'timm'):
             print(f'{label(ours)} vs {label(theirs)}: speed-up '
                   f'{speed[ours][0] / speed[theirs][0]:.2f}x' + (
                       f', memory ratio {mem[ours] / mem[theirs]:.2f}' if mem else ''))
+    if args.profile:
+        report_profile(steps, speed, args, label)
     if args.dtype == 'bf16':
         print(f'bf16 vs fp32 outputs (ours): min cosine similarity {bf16_cosine(args):.6f}')
 
