@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-ON_CPU = ['parity', 'word_attention', 'mask_rcnn', 'toy_det_fp32', 'toy_seg_amp_bfloat16',
+ON_CPU = ['parity', 'word_attention', 'triton_resources', 'mask_rcnn', 'toy_det_fp32', 'toy_seg_amp_bfloat16',
           'throughput']
 
 
@@ -38,6 +38,13 @@ def test_runs_end_to_end_on_a_cpu(gpu_check, tmp_path):
     assert words['float32_kernel_vs_sdpa_max_error'] < 1e-5
     assert words['bfloat16_kernel_vs_sdpa_max_error'] < 2e-2
     assert all(v > 0 for k, v in words.items() if k.endswith(('_ms', '_speedup')))
+
+    kernels = sections['triton_resources']['figures']
+    assert kernels['compute_capability'] == 90  # an H100/H200, where a CPU compiles for
+    for name in ('float32_forward_default', 'bfloat16_backward_default'):
+        assert 0 < kernels[name]['registers'] <= 255 and kernels[name]['stack_bytes'] == 0
+        assert kernels[name]['programs_per_sm_by_registers'] >= 1
+    assert sections['triton_resources']['targets'][0]['met'] is True  # judged on a CPU too
 
     det = sections['mask_rcnn']['figures']
     assert det['tnt_s_step_s'] > 0 and det['swin_t_step_s'] > 0 and det['pyramid_tnt_s_step_s'] > 0

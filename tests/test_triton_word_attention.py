@@ -8,6 +8,7 @@ too). This process has imported triton already, so one child process runs every 
 tests here check what it returns.
 """
 import importlib
+import itertools
 import os
 import subprocess
 import sys
@@ -174,6 +175,45 @@ def test_launch_config_takes_powers_of_two_and_restores_the_defaults():
     with module.launch_config(num_warps=8):
         assert module._LAUNCH == dict(before, num_warps=8)
     assert module._LAUNCH == before
+
+
+# Largest shared memory of one program (bytes) by compute capability: A100, H100/H200.
+SHARED_MEMORY_PER_BLOCK = {80: 163 * 1024, 90: 227 * 1024}
+
+
+@needs_triton
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1', reason='interpreted here')
+def test_kernels_compile_for_nvidia_gpus_without_spilling():
+    """What the interpreter cannot tell: Triton lowers both kernels to A100 and H100/H200
+    binaries (ptxas accepts them), for every storage dtype and the word heads of TNT-S (4 x 6),
+    TNT-B (4 x 10) and PyramidTNT-S (2 x 4), with no register spilled and their shared memory
+    within the GPU's, at the default launch settings."""
+    from tnt_backbone.ops.triton_word_attention import compiled_resources
+    layouts = [(capability, dtype, (4, 6)) for capability in SHARED_MEMORY_PER_BLOCK
+               for dtype in (torch.float32, torch.bfloat16, torch.float16)]
+    layouts += [(90, torch.float32, (4, 10)), (90, torch.float32, (2, 4))]
+    for (capability, dtype, (heads, head_dim)), backward in itertools.product(layouts,
+                                                                              (False, True)):
+        used = compiled_resources(backward, dtype, heads, head_dim, capability)
+        where = f'{"backward" if backward else "forward"} {dtype} {heads}x{head_dim} ' \
+                f'sm_{capability}: {used}'
+        assert used['stack_bytes'] == 0 and 0 < used['registers'] <= 255, where
+        assert 0 < used['shared_bytes'] <= SHARED_MEMORY_PER_BLOCK[capability], where
+        assert (used['num_warps'], used['sentences']) == (4, 8), where  # 2048 / (16 x 16)
+
+
+@needs_triton
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1', reason='interpreted here')
+def test_compiled_resources_follow_the_launch_settings():
+    """Four times the sentences per program hold more values per thread."""
+    from tnt_backbone.ops.triton_word_attention import compiled_resources, launch_config
+    used = {}
+    for tile in (512, 2048):
+        with launch_config(tile_elements=tile, num_warps=2):
+            used[tile] = compiled_resources(True, torch.float32, 4, 6)
+    assert (used[512]['sentences'], used[2048]['sentences']) == (2, 8)
+    assert used[512]['num_warps'] == used[2048]['num_warps'] == 2
+    assert used[512]['registers'] < used[2048]['registers']
 
 
 @needs_triton

@@ -19,6 +19,10 @@ With TRITON_INTERPRET=1 set before triton is imported, the kernels run in Triton
 on CPU tensors too (slow: for tests).
 """
 import contextlib
+import os
+import re
+import subprocess
+import tempfile
 
 import torch
 import triton
@@ -138,20 +142,64 @@ def launch_config(tile_elements=None, num_warps=None):
         _LAUNCH.update(old)
 
 
+def _constants(heads, head_dim):
+    """The kernels' compile-time arguments for this head layout at the current launch
+    settings."""
+    head_dim_pad = max(_MIN_DOT_K, triton.next_power_of_2(head_dim))
+    block_t = max(1, _LAUNCH['tile_elements'] // (WORDS * head_dim_pad))
+    return dict(HEADS=heads, HEAD_DIM=head_dim, HEAD_DIM_PAD=head_dim_pad, BLOCK_T=block_t,
+                WORDS=WORDS)
+
+
 def _launch(kernel, qkv, heads, scale, *tensors):
     """Runs ``kernel(*tensors, T, scale, ...)`` over all sentences and heads of qkv."""
     T = qkv.shape[0]
     if T == 0:  # a grid of no programs is an error in Triton
         return
-    head_dim = qkv.shape[2] // (3 * heads)
-    head_dim_pad = max(_MIN_DOT_K, triton.next_power_of_2(head_dim))
-    block_t = max(1, _LAUNCH['tile_elements'] // (WORDS * head_dim_pad))
+    constants = _constants(heads, qkv.shape[2] // (3 * heads))
     # Triton launches on the current CUDA device.
     device = torch.cuda.device(qkv.device) if qkv.is_cuda else contextlib.nullcontext()
     with device:
-        kernel[(triton.cdiv(T, block_t) * heads, )](
-            *tensors, T, scale, HEADS=heads, HEAD_DIM=head_dim, HEAD_DIM_PAD=head_dim_pad,
-            BLOCK_T=block_t, WORDS=WORDS, num_warps=_LAUNCH['num_warps'])
+        kernel[(triton.cdiv(T, constants['BLOCK_T']) * heads, )](
+            *tensors, T, scale, **constants, num_warps=_LAUNCH['num_warps'])
+
+
+def compiled_resources(backward, dtype, heads, head_dim, capability=90):
+    """What one program of the forward (or ``backward``) kernel uses on an NVIDIA GPU of
+    compute ``capability`` (major * 10 + minor: 80 A100, 90 H100/H200) at the current launch
+    settings, with no GPU needed: Triton compiles the kernel for that GPU ahead of time and
+    the ``cuobjdump`` that comes with Triton reads the binary.
+
+    Returns:
+        dict: ``registers`` and ``stack_bytes`` per thread (a stack means spilled registers),
+        ``shared_bytes``, ``num_warps``, ``sentences`` per program.
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    if INTERPRETED:
+        raise RuntimeError('compiled_resources: with TRITON_INTERPRET=1 set, Triton compiles '
+                           'nothing')
+    kernel = _backward_kernel if backward else _forward_kernel
+    constants = _constants(heads, head_dim)
+    # Every pointer has the storage dtype (the backward casts grad to qkv's).
+    pointer = '*' + {torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
+    signature = {name: 'constexpr' if name in constants else pointer if name.endswith('_ptr')
+                 else 'i32' if name == 'T' else 'fp32' for name in kernel.arg_names}
+    binary = triton.compile(ASTSource(kernel, signature, constants),
+                            target=GPUTarget('cuda', capability, 32),
+                            options=dict(num_warps=_LAUNCH['num_warps']))
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin',
+                             'cuobjdump')
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'kernel.cubin')
+        with open(path, 'wb') as f:
+            f.write(binary.asm['cubin'])
+        usage = subprocess.run([cuobjdump, '--dump-resource-usage', path], check=True,
+                               capture_output=True, text=True).stdout
+    fields = dict(re.findall(r'\b(REG|STACK|SHARED):(\d+)', usage))
+    return dict(registers=int(fields['REG']), stack_bytes=int(fields['STACK']),
+                shared_bytes=binary.metadata.shared, num_warps=_LAUNCH['num_warps'],
+                sentences=constants['BLOCK_T'])
 
 
 @torch.library.custom_op('tnt_backbone::word_attention_triton', mutates_args=())

@@ -22,6 +22,12 @@ that dies keeps what it measured: ``OUT_DIR/gpu_check.json`` and a markdown tabl
   (fp32, forward + backward). On a GPU also the Triton kernel's fp32 forward + backward time
   with 512-4096 elements per tile and 2, 4 or 8 warps per program (its defaults, 2048 and 4,
   are untuned).
+- ``triton_resources``: the Triton kernels, forward and backward, fp32 and bf16, on TNT-S's
+  word heads, compiled ahead of time for the device's GPU (on a CPU: for compute capability
+  9.0, an H100/H200; no GPU needed): registers and stack bytes (spilled registers) per thread,
+  shared memory, and programs per SM that the registers allow, at the default launch settings
+  and those the ``word_attention`` sweep times. Target, judged on a CPU too: no spills at the
+  defaults.
 - ``mask_rcnn``: one training step of Mask R-CNN TNT-S and PyramidTNT-S (our configs) and of
   mmdet's Swin-T config at 800x1333, batch 2, fp32, random weights, generated batch: median
   step time and peak memory (all allocations: model, gradients, optimizer state,
@@ -76,7 +82,10 @@ SIZES = dict(
         word_hw=(800, 1333), word_batch=2, word_calls=50,
         det_hw=(800, 1333), det_batch=2, det_rounds=3, det_warmup=2, det_options={},
         toy_iters=20, bench_arch='small', bench_name='TNT-S', bench_hw=224, bench_batch=64,
-        bench_rounds=10),
+        bench_rounds=10,
+        # the Triton kernel's launch settings tried besides its defaults: elements per tile,
+        # warps per program
+        launch_sweep=list(itertools.product((512, 1024, 2048, 4096), (2, 4, 8)))),
     small=SimpleNamespace(
         arch='tiny', parity_hw=(64, 96), parity_batch=2, window_size=2,
         word_hw=(128, 160), word_batch=1, word_calls=5,
@@ -86,7 +95,7 @@ SIZES = dict(
         # two blocks of TNT-Ti: torch.compile of twelve takes minutes on two cores
         bench_arch=dict(word_dim=12, sentence_dim=192, depth=2, word_heads=2,
                         sentence_heads=3, mlp_ratio=4.), bench_name='TNT-Ti, 2 blocks',
-        bench_hw=64, bench_batch=2, bench_rounds=2))
+        bench_hw=64, bench_batch=2, bench_rounds=2, launch_sweep=[]))
 # The toy runs: config, data generator, its folder (the config's data_root, relative to the
 # run's folder), its arguments for n training images, the image predicted, iterations per
 # image, and the options that shorten training to n iterations.
@@ -273,13 +282,37 @@ def check_word_attention(sec):
             word_attention(leaf, heads, scale, impl='kernel').backward(grad)
             leaf.grad = None
 
-        for tile, warps in itertools.product((512, 1024, 2048, 4096), (2, 4, 8)):
+        for tile, warps in sizes.launch_sweep:
             try:  # a setting can need more registers or shared memory than there are
                 with launch_config(tile_elements=tile, num_warps=warps):
                     sweep[f'tile{tile}_warps{warps}'] = 1e3 * seconds_per_call(
                         train, iters=sizes.word_calls, rounds=3, warmup=2, device=ctx.device)
             except Exception as error:  # recorded; the other settings still run
                 sweep[f'tile{tile}_warps{warps}'] = f'{type(error).__name__}: {error}'[:120]
+
+
+def check_triton_resources(sec):
+    from tnt_backbone.ops.triton_word_attention import compiled_resources, launch_config
+    ctx = sec.ctx
+    major, minor = torch.cuda.get_device_capability(ctx.device) if ctx.cuda else (9, 0)
+    sec.figures['compute_capability'] = capability = 10 * major + minor
+    heads, head_dim = 4, 6  # TNT-S's word layer
+    for setting in [None] + ctx.sizes.launch_sweep:
+        name = 'default' if setting is None else 'tile{}_warps{}'.format(*setting)
+        with launch_config(*setting or ()):
+            for dtype, kind in itertools.product((torch.float32, torch.bfloat16),
+                                                 ('forward', 'backward')):
+                used = compiled_resources(kind == 'backward', dtype, heads, head_dim, capability)
+                # registers are allocated per warp in units of 256, 64K of them per SM
+                warp_registers = math.ceil(used['registers'] * 32 / 256) * 256
+                used['programs_per_sm_by_registers'] = 65536 // (warp_registers
+                                                                 * used['num_warps'])
+                sec.figures[f'{str(dtype)[6:]}_{kind}_{name}'] = used
+    spilled = sum(sec.figures[f'{dt}_{kind}_default']['stack_bytes']
+                  for dt, kind in itertools.product(('float32', 'bfloat16'),
+                                                    ('forward', 'backward')))
+    sec.target('Triton kernels at their default launch settings, bytes of spilled registers',
+               spilled, 0, gpu_only=False)
 
 
 def check_mask_rcnn(sec):
@@ -479,6 +512,7 @@ def check_throughput(sec):
 SECTIONS = {
     'parity': (check_parity, ('cuda', 'cpu')),
     'word_attention': (check_word_attention, ('cuda', 'cpu')),
+    'triton_resources': (check_triton_resources, ('cuda', 'cpu')),
     'mask_rcnn': (check_mask_rcnn, ('cuda', 'cpu')),
     'toy_det_amp_float16': (lambda sec: check_toy(sec, 'det', 'float16'), ('cuda', )),
     'toy_det_amp_bfloat16': (lambda sec: check_toy(sec, 'det', 'bfloat16',
