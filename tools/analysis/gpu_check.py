@@ -25,7 +25,7 @@ that dies keeps what it measured: ``OUT_DIR/gpu_check.json`` and a markdown tabl
 - ``triton_resources``: the Triton kernels, forward and backward, fp32 and bf16, on TNT-S's
   word heads, compiled ahead of time for the device's GPU (on a CPU: for compute capability
   9.0, an H100/H200; no GPU needed): registers and stack bytes (spilled registers) per thread,
-  shared memory, and programs per SM that the registers allow, at the default launch settings
+  shared memory, and the warps an SM can hold by registers, at the default launch settings
   and those the ``word_attention`` sweep times. Target, judged on a CPU too: no spills at the
   defaults.
 - ``mask_rcnn``: one training step of Mask R-CNN TNT-S and PyramidTNT-S (our configs) and of
@@ -303,10 +303,11 @@ def check_triton_resources(sec):
             for dtype, kind in itertools.product((torch.float32, torch.bfloat16),
                                                  ('forward', 'backward')):
                 used = compiled_resources(kind == 'backward', dtype, heads, head_dim, capability)
-                # registers are allocated per warp in units of 256, 64K of them per SM
+                # registers are allocated per warp in units of 256, 64K of them per SM, which
+                # holds whole programs, 64 warps at most
                 warp_registers = math.ceil(used['registers'] * 32 / 256) * 256
-                used['programs_per_sm_by_registers'] = 65536 // (warp_registers
-                                                                 * used['num_warps'])
+                programs = 65536 // (warp_registers * used['num_warps'])
+                used['warps_per_sm_by_registers'] = min(64, programs * used['num_warps'])
                 sec.figures[f'{str(dtype)[6:]}_{kind}_{name}'] = used
     spilled = sum(sec.figures[f'{dt}_{kind}_default']['stack_bytes']
                   for dt, kind in itertools.product(('float32', 'bfloat16'),
