@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
-from tnt_backbone.apis import TrainStepSplit, config_train_step
+from tnt_backbone.apis import TrainStepSplit, config_train_step, profile_ops
 
 TOY_CONFIGS = [osp.join(REPO_ROOT, 'configs', 'detection', 'mask-rcnn_tnt-ti-p16_fpn_toy.py'),
                osp.join(REPO_ROOT, 'configs', 'segmentation',
@@ -108,17 +108,21 @@ def test_train_step_split_attributes_activations_to_their_part():
 
 def test_train_iter_cost_split_report(load_tool, capsys):
     load_tool('analysis/train_iter_cost.py').main(
-        [TOY_CONFIGS[0], '--shape', '64', '96', '--batch', '1', '--iters', '2', '--split'])
+        [TOY_CONFIGS[0], '--shape', '64', '96', '--batch', '1', '--iters', '2', '--split',
+         '--profile'])
     out = capsys.readouterr().out
     for row in ('forward backbone', 'backward heads', 'optimizer step',
-                'activations backbone MiB'):
+                'activations backbone MiB', 'convolutions \\(profiled\\)',
+                'matrix multiplies GFLOP/s'):
         assert re.search(rf'{row} +[\d.]+', out), row
+    # the toy Mask R-CNN's FPN and heads are convolutions, its backbone linear layers
+    assert all(float(re.search(rf'{kind} \(profiled\) +([\d.]+)', out).group(1)) > 0
+               for kind in ('convolutions', 'matrix multiplies', 'rest'))
 
 
-def test_benchmark_profile_counts_matrix_multiply_flops(load_tool):
+def test_profile_ops_counts_matrix_multiply_flops():
     """Forward: one GEMM per linear layer; backward: each weight's gradient, and the input
     gradient of every layer but the first (its input needs none), all 2*M*K*N FLOPs."""
-    benchmark = load_tool('analysis/benchmark.py')
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(),
                                 torch.nn.Linear(64, 16))
     x = torch.randn(4, 50, 32)  # 3-d, as the backbones' tokens
@@ -136,7 +140,7 @@ def test_benchmark_profile_counts_matrix_multiply_flops(load_tool):
 
     for step, flops in ((infer, first + second), (train, 2 * first + 3 * second),
                         (batched, 2 * 4 * 50 * 32 * 8)):
-        split, counted = benchmark.profile_steps(step, 2)
+        split, counted = profile_ops(step, 2)
         assert counted == flops
         assert split['matrix multiplies'] > 0 and split['rest'] >= 0
         assert split['convolutions'] == split['fused attention'] == 0

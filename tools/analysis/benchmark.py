@@ -32,7 +32,6 @@ implementation of the same function on this CPU.
 """
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import time
 
 import torch
 
-from tnt_backbone.apis import peak_rss_mib
+from tnt_backbone.apis import matmul_peak_gflops, peak_rss_mib, profile_ops
 
 OFFICIAL_PYRAMID_NAMES = {'tiny': 'ptnt_ti_patch16_192', 'small': 'ptnt_s_patch16_256',
                           'medium': 'ptnt_m_patch16_256', 'base': 'ptnt_b_patch16_256'}
@@ -133,61 +132,6 @@ def time_side_by_side(steps, args):
             for v, t in times.items()}
 
 
-# Matrix-multiply ops of aten and oneDNN, and where their operands are among the inputs.
-MATMUL_OPERANDS = {'aten::mm': (0, 1), 'aten::addmm': (1, 2), 'aten::bmm': (0, 1),
-                   'aten::baddbmm': (1, 2), 'mkldnn::_linear_pointwise': (0, 1)}
-
-
-def matmul_flops(name, shapes):
-    """FLOPs (2 per multiply-accumulate) of one call of a :data:`MATMUL_OPERANDS` op."""
-    a, b = (shapes[i] for i in MATMUL_OPERANDS[name])
-    if name == 'mkldnn::_linear_pointwise':  # x [..., K] times the weight [N, K], transposed
-        return 2 * math.prod(a) * b[0]
-    return 2 * math.prod(a) * b[-1]  # [(B,) M, K] times [(B,) K, N]
-
-
-def op_split(events, seconds):
-    """Where ``seconds`` of profiled time went, from ``prof.key_averages(
-    group_by_input_shape=True)``: each category's share, and the matrix multiplies' FLOPs."""
-    split = {'matrix multiplies': 0.0, 'convolutions': 0.0, 'fused attention': 0.0}
-    flops = 0
-    for e in events:
-        self_s = e.self_cpu_time_total / 1e6
-        if e.key in MATMUL_OPERANDS:
-            split['matrix multiplies'] += self_s
-            flops += e.count * matmul_flops(e.key, e.input_shapes)
-        elif 'convolution' in e.key:
-            split['convolutions'] += self_s
-        elif 'scaled_dot_product' in e.key:  # SDPA's fused kernels, at matmul speed
-            split['fused attention'] += self_s
-    split['rest'] = seconds - sum(split.values())
-    return split, flops
-
-
-def profile_steps(step, n):
-    """:func:`op_split` of ``n`` calls of ``step``: (seconds per step by category, matrix
-    multiplies' FLOPs per step)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        t = time.perf_counter()
-        for _ in range(n):
-            step()
-        seconds = time.perf_counter() - t
-    split, flops = op_split(prof.key_averages(group_by_input_shape=True), seconds)
-    return {k: v / n for k, v in split.items()}, flops / n
-
-
-def matmul_peak_gflops(dtype, n=2048, reps=5):
-    """The best GFLOP/s of an n x n x n matrix multiply: what this CPU's GEMM reaches."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    best = float('inf')
-    for _ in range(reps + 1):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
 def bf16_cosine(args):
     """Smallest per-image cosine similarity of our outputs under bf16 autocast vs fp32."""
     torch.manual_seed(0)
@@ -221,7 +165,7 @@ def report_profile(steps, speed, args, label):
     print(f'profile of {args.profile} step(s) each (torch.profiler; ms per step, self time):')
     splits = {}
     for v, step in steps.items():
-        split, flops = profile_steps(step, args.profile)
+        split, flops = profile_ops(step, args.profile)
         splits[v] = split
         total = sum(split.values())
         parts = ', '.join(f'{k} {s * 1e3:.1f} ({s / total:.0%})' for k, s in split.items())

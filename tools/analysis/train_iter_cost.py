@@ -13,7 +13,10 @@ the medians of both and their ratios are reported.
 
 ``--split`` also reports where the time and the activation memory go (data preprocessing,
 backbone, neck, heads, their backward passes, the optimizer step; see
-``tnt_backbone.apis.TrainStepSplit``), side by side with ``--compare``.
+``tnt_backbone.apis.TrainStepSplit``), side by side with ``--compare``. ``--profile`` reports
+one more iteration under torch.profiler by kind of op (matrix multiplies with their GFLOP/s,
+convolutions, SDPA's fused attention, the rest; ``tnt_backbone.apis.profile_ops``): how fast
+each model runs the arithmetic that it has to do.
 
 The model is built from the config without its pretrained checkpoint (random weights cost the
 same) and fed a generated batch of the given size (detection: 5 boxes with masks per image;
@@ -32,7 +35,8 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from tnt_backbone.apis import TrainStepSplit, config_train_step, peak_rss_mib, seconds_per_call
+from tnt_backbone.apis import (TrainStepSplit, config_train_step, peak_rss_mib, profile_ops,
+                               seconds_per_call)
 
 
 def parse_args(argv):
@@ -47,13 +51,16 @@ def parse_args(argv):
     parser.add_argument('--rounds', type=int, default=3, help='alternations with --compare')
     parser.add_argument('--split', action='store_true',
                         help='time and activation memory of backbone, neck and heads')
+    parser.add_argument('--profile', action='store_true',
+                        help='one more iteration profiled: time by kind of op, matmul GFLOP/s')
     parser.add_argument('--json', action='store_true', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def measure_in_child(config, args, cfg_options):
     cmd = [sys.executable, __file__, config, '--shape', *map(str, args.shape), '--batch',
-           str(args.batch), '--iters', str(args.iters), '--json'] + ['--split'] * args.split
+           str(args.batch), '--iters', str(args.iters), '--json'] + ['--split'] * args.split \
+        + ['--profile'] * args.profile
     if cfg_options:
         cmd += ['--cfg-options', *cfg_options]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -79,11 +86,11 @@ def compare(args):
     a, b = med[args.config], med[args.compare]
     print(f'  ratio: time {a["seconds"] / b["seconds"]:.2f}x, peak memory '
           f'{a["peak_gib"] / b["peak_gib"]:.2f}x')
-    if args.split:
-        splits = [{k: statistics.median(m['split'].get(k, 0.) for m in ms)
-                   for k in dict.fromkeys(k for m in ms for k in m['split'])}
-                  for ms in runs.values()]
-        print_split(splits, list(runs))
+    for part in ('split', 'ops'):
+        if part in runs[args.config][0]:
+            print_split([{k: statistics.median(m[part].get(k, 0.) for m in ms)
+                          for k in dict.fromkeys(k for m in ms for k in m[part])}
+                         for ms in runs.values()], list(runs))
 
 
 def print_split(splits, names):
@@ -91,7 +98,7 @@ def print_split(splits, names):
     keys = list(dict.fromkeys(k for split in splits for k in split))
     print(f'  {"":<28}' + ''.join(f'{n[-40:]:>42}' for n in names))
     for k in keys:
-        unit = '' if k.endswith('MiB') else ' s'
+        unit = '' if k.endswith(('MiB', 'GFLOP/s')) else ' s'
         print(f'  {k:<28}' + ''.join(f'{split.get(k, 0.):>40.2f}{unit:<2}' for split in splits))
 
 
@@ -109,6 +116,10 @@ def main(argv=None):
     if split is not None:
         split.steps = split.steps[1:]  # the warm-up's first step allocates and is slower
         result['split'] = split.summary()
+    if args.profile:
+        ops, flops = profile_ops(step)
+        result['ops'] = {f'{kind} (profiled)': s for kind, s in ops.items()}
+        result['ops']['matrix multiplies GFLOP/s'] = flops / ops['matrix multiplies'] / 1e9
     if args.json:
         print(json.dumps(result))
         return
@@ -116,8 +127,9 @@ def main(argv=None):
           f'{torch.get_num_threads()} threads')
     print(f'  {seconds:.1f} s per training iteration, '
           f'peak memory +{peak_gib:.2f} GiB over the built model')
-    if split is not None:
-        print_split([result['split']], [args.config])
+    for part in ('split', 'ops'):
+        if part in result:
+            print_split([result[part]], [args.config])
 
 
 if __name__ == '__main__':
