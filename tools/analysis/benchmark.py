@@ -160,8 +160,9 @@ def peak_memory(variant, argv):
 
 
 def report_profile(steps, speed, args, label):
-    """Each variant's step split by :func:`op_split`, and how far ours could get ahead of the
-    reference if all of its step but the shared compute-bound kernels were free."""
+    """Each variant's step by kind of op (``tnt_backbone.apis.profile_ops``), and how far ours
+    could get ahead of the reference if all of its step but the shared compute-bound kernels
+    were free."""
     print(f'profile of {args.profile} step(s) each (torch.profiler; ms per step, self time):')
     splits = {}
     for v, step in steps.items():

@@ -119,7 +119,8 @@ def main(argv=None):
     if args.profile:
         ops, flops = profile_ops(step)
         result['ops'] = {f'{kind} (profiled)': s for kind, s in ops.items()}
-        result['ops']['matrix multiplies GFLOP/s'] = flops / ops['matrix multiplies'] / 1e9
+        result['ops']['matrix multiplies GFLOP/s'] = \
+            flops / ops['matrix multiplies'] / 1e9 if flops else 0.
     if args.json:
         print(json.dumps(result))
         return
