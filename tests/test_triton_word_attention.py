@@ -214,6 +214,8 @@ def test_compiled_resources_follow_the_launch_settings():
     assert (used[512]['sentences'], used[2048]['sentences']) == (2, 8)
     assert used[512]['num_warps'] == used[2048]['num_warps'] == 2
     assert used[512]['registers'] < used[2048]['registers']
+    with pytest.raises(ValueError, match='torch.float64 storage'):
+        compiled_resources(False, torch.float64, 4, 6)
 
 
 @needs_triton

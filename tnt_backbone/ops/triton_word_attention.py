@@ -179,17 +179,23 @@ def compiled_resources(backward, dtype, heads, head_dim, capability=90):
     if INTERPRETED:
         raise RuntimeError('compiled_resources: with TRITON_INTERPRET=1 set, Triton compiles '
                            'nothing')
+    types = {torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+    if dtype not in types:
+        raise ValueError(f'compiled_resources: {dtype} storage (fp32, bf16 or fp16 only)')
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin',
+                             'cuobjdump')
+    if not os.path.isfile(cuobjdump):
+        raise RuntimeError(f'compiled_resources needs the NVIDIA backend of Triton, with its '
+                           f'ptxas and cuobjdump; {cuobjdump} is missing')
     kernel = _backward_kernel if backward else _forward_kernel
     constants = _constants(heads, head_dim)
     # Every pointer has the storage dtype (the backward casts grad to qkv's).
-    pointer = '*' + {torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
+    pointer = '*' + types[dtype]
     signature = {name: 'constexpr' if name in constants else pointer if name.endswith('_ptr')
                  else 'i32' if name == 'T' else 'fp32' for name in kernel.arg_names}
     binary = triton.compile(ASTSource(kernel, signature, constants),
                             target=GPUTarget('cuda', capability, 32),
                             options=dict(num_warps=_LAUNCH['num_warps']))
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin',
-                             'cuobjdump')
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, 'kernel.cubin')
         with open(path, 'wb') as f:
