@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-ON_CPU = ['parity', 'word_attention', 'triton_resources', 'mask_rcnn', 'toy_det_fp32', 'toy_seg_amp_bfloat16',
-          'throughput']
+ON_CPU = ['parity', 'word_attention', 'triton_resources', 'mask_rcnn', 'toy_det_fp32',
+          'toy_seg_amp_bfloat16', 'throughput']
 
 
 @pytest.fixture(scope='module')

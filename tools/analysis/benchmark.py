@@ -164,11 +164,11 @@ def report_profile(steps, speed, args, label):
     could get ahead of the reference if all of its step but the shared compute-bound kernels
     were free."""
     print(f'profile of {args.profile} step(s) each (torch.profiler; ms per step, self time):')
-    splits = {}
+    splits, totals = {}, {}
     for v, step in steps.items():
         split, flops = profile_ops(step, args.profile)
-        splits[v] = split
-        total = sum(split.values())
+        total = sum(split.values())  # the profiled step's wall time
+        splits[v], totals[v] = split, total
         parts = ', '.join(f'{k} {s * 1e3:.1f} ({s / total:.0%})' for k, s in split.items())
         gflops = flops / split['matrix multiplies'] / 1e9 if flops else 0.0
         print(f'{label(v):>15}: {total * 1e3:.1f}: {parts}; matrix multiplies at '
@@ -180,10 +180,9 @@ def report_profile(steps, speed, args, label):
         bound = splits[ours]['matrix multiplies'] + splits[ours]['convolutions'] + \
             splits[ours]['fused attention']
         for theirs in names_of(steps, 'timm'):
-            print(f'{label(ours)} vs {label(theirs)}: at most '
-                  f'{sum(splits[theirs].values()) / bound:.2f}x if all but its matrix '
-                  f'multiplies, convolutions and fused attention were free (profiled '
-                  f'{sum(splits[theirs].values()) / sum(splits[ours].values()):.2f}x, timed '
+            print(f'{label(ours)} vs {label(theirs)}: at most {totals[theirs] / bound:.2f}x '
+                  f'if all but its matrix multiplies, convolutions and fused attention were '
+                  f'free (profiled {totals[theirs] / totals[ours]:.2f}x, timed '
                   f'{speed[ours][0] / speed[theirs][0]:.2f}x)')
 
 
