@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from tnt_backbone.models.layers import Mlp
-from tnt_backbone.ops import HAS_GELU_KERNEL, gelu_backward, linear_gelu
+from tnt_backbone.ops import HAS_GELU_KERNEL, gelu_backward
 
 gelu_ops = importlib.import_module('tnt_backbone.ops.gelu')
+linear_ops = importlib.import_module('tnt_backbone.ops.linear')
 
 
 def reference(grad_act, h):
@@ -186,7 +187,8 @@ def test_mlp_under_bf16_autocast_runs_the_kernel_in_bf16():
 
 
 def plain_mlp(mlp, x):
-    return mlp.drop(mlp.fc2(mlp.drop(F.gelu(mlp.fc1(x)))))
+    hidden = mlp.drop(F.gelu(F.linear(x, mlp.fc1.weight, mlp.fc1.bias)))
+    return mlp.drop(F.linear(hidden, mlp.fc2.weight, mlp.fc2.bias))
 
 
 @pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
@@ -195,7 +197,7 @@ def test_mlp_inference_fuses_gelu_into_the_first_linear(dtype, tol):
     mlp = Mlp(24, 96).eval().to(dtype)
     x = torch.randn(2, 3, 7, 24).to(dtype)
     with torch.no_grad():
-        assert gelu_ops.linear_gelu_problem(x, mlp.fc1.weight) is None
+        assert linear_ops.linear_problem(x, mlp.fc1.weight) is None
         out = []
         ops = profiled_ops(lambda: out.append(mlp(x)))
         expected = plain_mlp(mlp, x)
@@ -215,24 +217,6 @@ def test_mlp_inference_with_dropout_in_training_mode():
         expected = plain_mlp(mlp, x)
     assert (out == 0).any()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_linear_gelu_takes_aten_ops_where_onednn_does_not_apply():
-    torch.manual_seed(0)
-    x, weight, bias = torch.randn(5, 8), torch.randn(16, 8), torch.randn(16)
-    problem = gelu_ops.linear_gelu_problem
-    expected = F.gelu(F.linear(x, weight, bias))
-    assert problem(x, weight) == 'gradients enabled'
-    with torch.no_grad():
-        assert problem(x.double(), weight.double()) == \
-            'torch.float64 input and torch.float64 weight (fp32 or bf16 for both only)'
-        torch.testing.assert_close(linear_gelu(x.double(), weight.double(), bias.double()),
-                                   expected.double(), rtol=1e-6, atol=1e-6)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            assert problem(x, weight) == 'CPU autocast'
-            out = linear_gelu(x, weight, bias)
-        assert out.dtype == torch.bfloat16  # as autocast's linear gives it
-        torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
 
 
 def graph_targets(mlp, x, trace):

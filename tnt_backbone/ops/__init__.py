@@ -1,5 +1,6 @@
-from .gelu import HAS_GELU_KERNEL, gelu_backward, linear_gelu
+from .gelu import HAS_GELU_KERNEL, gelu_backward
+from .linear import linear
 from .word_attention import HAS_TRITON, HAS_WORD_ATTENTION_KERNEL, select_path, word_attention
 
 __all__ = ['HAS_GELU_KERNEL', 'HAS_TRITON', 'HAS_WORD_ATTENTION_KERNEL', 'gelu_backward',
-           'linear_gelu', 'select_path', 'word_attention']
+           'linear', 'select_path', 'word_attention']

@@ -17,7 +17,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
-from ..layers import DropPathAdd, Mlp, WordAttention, WordsToSentence, resize_pos_embed
+from ..layers import (DropPathAdd, Linear, Mlp, WordAttention, WordsToSentence,
+                      resize_pos_embed)
 from .common import FreezeMixin, check_image_batch, init_linear_and_norm
 
 WORDS_PER_SIDE = 4
@@ -167,12 +168,12 @@ class SpatialReductionAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.sr_ratio = sr_ratio
         self.attn_drop = attn_drop
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.kv = Linear(dim, dim * 2, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         if sr_ratio > 1:
-            self.reduce = nn.Linear(dim, dim)
+            self.reduce = Linear(dim, dim)
             self.reduce_norm = nn.LayerNorm(dim)
 
     def forward(self, x, grid, bias=None):
@@ -197,8 +198,8 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         hidden = int(dim * hidden_ratio)
         self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x):
         a = self.fc2(F.relu(self.fc1(self.norm(x.mean(dim=1, keepdim=True)))))

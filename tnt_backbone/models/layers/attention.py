@@ -3,7 +3,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tnt_backbone.ops import word_attention
+from tnt_backbone.ops import linear, word_attention
+
+from .linear import Linear
 
 
 class Attention(nn.Module):
@@ -33,8 +35,8 @@ class Attention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.window_size = window_size
         self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x, hw_shape=None, num_queries=None):
@@ -52,9 +54,9 @@ class Attention(nn.Module):
                 else self._attend(qkv)
         else:
             bias = self.qkv.bias
-            q = F.linear(x[:, :num_queries], self.qkv.weight[:C],
-                         None if bias is None else bias[:C])
-            kv = F.linear(x, self.qkv.weight[C:], None if bias is None else bias[C:])
+            q = linear(x[:, :num_queries], self.qkv.weight[:C],
+                       None if bias is None else bias[:C])
+            kv = linear(x, self.qkv.weight[C:], None if bias is None else bias[C:])
             q = q.reshape(B, num_queries, self.num_heads, -1).transpose(1, 2)
             k, v = kv.reshape(B, N, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
             out = self._sdpa(q, k, v).transpose(1, 2).reshape(B, num_queries, C)

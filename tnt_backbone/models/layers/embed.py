@@ -3,6 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .linear import Linear
+
 
 class WordEmbed(nn.Module):
     """Cuts an image into 16x16-pixel sentences of 4x4 visual words each and embeds the words.
@@ -73,7 +75,7 @@ class WordsToSentence(nn.Module):
         super().__init__()
         self.per_word_norm = per_word_norm
         self.norm1 = nn.LayerNorm(word_dim if per_word_norm else num_words * word_dim)
-        self.fc = nn.Linear(num_words * word_dim, sentence_dim, bias=bias)
+        self.fc = Linear(num_words * word_dim, sentence_dim, bias=bias)
         self.norm2 = nn.LayerNorm(sentence_dim) if out_norm else nn.Identity()
 
     def forward(self, words, batch_size):

@@ -3,11 +3,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from tnt_backbone.ops import gelu_backward, linear_gelu
+from tnt_backbone.ops import gelu_backward, linear
 
 from .attention import Attention, WordAttention
 from .drop_path import DropPathAdd
 from .embed import WordsToSentence
+from .linear import Linear
 
 
 class GeluLinear(torch.autograd.Function):
@@ -39,19 +40,19 @@ class Mlp(nn.Module):
     """Linear -> GELU -> Linear, with dropout after each. (..., dim) -> (..., dim).
 
     Training keeps only the hidden pre-activation (:class:`GeluLinear`); inference applies the
-    GELU within the first linear where it can (:func:`~tnt_backbone.ops.linear_gelu`).
+    GELU within the first linear where it can (:func:`~tnt_backbone.ops.linear`).
     """
 
     def __init__(self, dim, hidden_dim, drop=0.):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = Linear(dim, hidden_dim)
+        self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x):
         if torch.is_grad_enabled() and not self.drop.p:
             return GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
-        return self.drop(self.fc2(self.drop(linear_gelu(x, self.fc1.weight, self.fc1.bias))))
+        return self.drop(self.fc2(self.drop(linear(x, self.fc1.weight, self.fc1.bias, 'gelu'))))
 
 
 class TransformerLayer(nn.Module):

@@ -1,0 +1,97 @@
+"""The backbones' linear layers through oneDNN in CPU inference: the same values as aten's
+linear, the op each path takes, and the backbones without any aten matrix multiply left."""
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tnt_backbone.models import TNT, PyramidTNT
+from tnt_backbone.models.layers import Linear
+from tnt_backbone.ops import linear
+
+linear_ops = importlib.import_module('tnt_backbone.ops.linear')
+MATMULS = {'aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul'}
+
+
+def profiled_ops(fn):
+    with torch.profiler.profile() as prof:
+        fn()
+    return {event.key for event in prof.key_averages()}
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize('activation', [None, 'gelu'])
+def test_linear_takes_onednn_in_inference(dtype, tol, activation):
+    torch.manual_seed(0)
+    weight, bias = torch.randn(16, 24).to(dtype), torch.randn(16).to(dtype)
+    full = torch.randn(3, 10, 24).to(dtype)
+    for x in (full, full[:, :4], full.transpose(0, 1), full[0, 0], full[:, :0]):
+        expected = F.linear(x.double(), weight.double(), bias.double())
+        expected = F.gelu(expected) if activation else expected
+        with torch.no_grad():
+            out = []
+            ops = profiled_ops(lambda: out.append(linear(x, weight, bias, activation)))
+        assert 'mkldnn::_linear_pointwise' in ops and not ops & MATMULS, ops
+        assert out[0].dtype == dtype and out[0].shape == expected.shape
+        torch.testing.assert_close(out[0].double(), expected, rtol=tol, atol=tol)
+
+
+def test_linear_takes_aten_ops_where_onednn_does_not_apply():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(5, 8), torch.randn(16, 8), torch.randn(16)
+    problem = linear_ops.linear_problem
+    expected = F.gelu(F.linear(x, weight, bias))
+    assert problem(x, weight) == 'gradients enabled'
+    with torch.no_grad():
+        assert problem(x.double(), weight.double()) == \
+            'torch.float64 input and torch.float64 weight (fp32 or bf16 for both only)'
+        torch.testing.assert_close(linear(x.double(), weight.double(), bias.double(), 'gelu'),
+                                   expected.double(), rtol=1e-6, atol=1e-6)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert problem(x, weight) == 'CPU autocast'
+            out = linear(x, weight, bias, 'gelu')
+        assert out.dtype == torch.bfloat16  # as autocast's linear gives it
+        torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert problem(x, weight) == 'torch without oneDNN (mkldnn), or oneDNN disabled'
+            assert profiled_ops(lambda: linear(x, weight)) & MATMULS
+    with pytest.raises(ValueError, match="activation must be one of .* got 'relu'"):
+        linear(x, weight, bias, 'relu')
+
+
+def test_linear_layer_trains_as_torch_linear():
+    """Gradients take aten's path: the same values as torch.nn.Linear's, bit for bit."""
+    torch.manual_seed(0)
+    layer, reference = Linear(24, 16), torch.nn.Linear(24, 16)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(4, 7, 24)
+    for module in (layer, reference):
+        module(x).pow(2).sum().backward()
+    assert torch.equal(layer.weight.grad, reference.weight.grad)
+    assert torch.equal(layer.bias.grad, reference.bias.grad)
+
+
+@pytest.mark.parametrize('build', [
+    lambda: TNT(arch='small', img_size=64, out_type='cls_token', out_indices=(-1,)),
+    lambda: TNT(arch='small', img_size=64, out_indices=(1, 3), window_size=2,
+                global_attn_indices=(3,)),
+    lambda: PyramidTNT(arch='tiny', img_size=64, out_indices=(0, 1, 2, 3))])
+def test_backbone_inference_runs_every_linear_in_onednn(build):
+    """No aten matrix multiply by a linear layer's weight is left, and the outputs are those
+    of the same backbone with oneDNN disabled (aten's linears)."""
+    torch.manual_seed(0)
+    model = build().eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        with torch.profiler.profile(record_shapes=True) as prof:
+            out = model(x)
+        with torch.backends.mkldnn.flags(enabled=False):
+            expected = model(x)
+    weights = {tuple(m.weight.shape[::-1]) for m in model.modules() if isinstance(m, Linear)}
+    events = prof.events()
+    assert sum(e.name == 'mkldnn::_linear_pointwise' for e in events) >= len(weights)
+    assert not [e.input_shapes for e in events if e.name in ('aten::mm', 'aten::addmm')
+                and tuple(e.input_shapes[-1]) in weights]
+    for got, ref in zip(out, expected, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)

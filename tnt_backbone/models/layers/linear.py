@@ -1,0 +1,13 @@
+"""The backbones' linear layer."""
+import torch.nn as nn
+
+from tnt_backbone.ops import linear
+
+
+class Linear(nn.Linear):
+    """:class:`torch.nn.Linear` that runs as one oneDNN call in CPU inference
+    (:func:`tnt_backbone.ops.linear`); the same parameters, initialisation and state-dict keys.
+    """
+
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
