@@ -45,7 +45,8 @@ setup(
     # CUDA sources and no CUDAExtension; .cu sources, when there are some, would need one.
     ext_modules=[
         CppExtension('tnt_backbone._ext', ['tnt_backbone/ops/csrc/word_attention.cpp',
-                                           'tnt_backbone/ops/csrc/gelu.cpp'],
+                                           'tnt_backbone/ops/csrc/gelu.cpp',
+                                           'tnt_backbone/ops/csrc/layer_norm.cpp'],
                      extra_compile_args=cpu_flags(), extra_link_args=['-fopenmp'])
     ],
     cmdclass={'build_ext': BuildExtension},

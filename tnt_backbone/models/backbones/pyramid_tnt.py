@@ -17,7 +17,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
-from ..layers import (DropPathAdd, Linear, Mlp, WordAttention, WordsToSentence,
+from ..layers import (DropPathAdd, LayerNorm, Linear, Mlp, WordAttention, WordsToSentence,
                       resize_pos_embed)
 from .common import FreezeMixin, check_image_batch, init_linear_and_norm
 
@@ -174,7 +174,7 @@ class SpatialReductionAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         if sr_ratio > 1:
             self.reduce = Linear(dim, dim)
-            self.reduce_norm = nn.LayerNorm(dim)
+            self.reduce_norm = LayerNorm(dim)
 
     def forward(self, x, grid, bias=None):
         """x: (B, H*W, D), grid: (H, W), bias: (1, heads, H*W, Nk) or None -> (B, H*W, D)."""
@@ -197,7 +197,7 @@ class SqueezeExcite(nn.Module):
     def __init__(self, dim, hidden_ratio=0.25):
         super().__init__()
         hidden = int(dim * hidden_ratio)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.fc1 = Linear(dim, hidden)
         self.fc2 = Linear(hidden, dim)
 
@@ -233,16 +233,16 @@ class PyramidTNTBlock(nn.Module):
         super().__init__()
         self.has_words = word_dim > 0
         if self.has_words:
-            self.word_norm1 = nn.LayerNorm(NUM_WORDS * word_dim)
+            self.word_norm1 = LayerNorm(NUM_WORDS * word_dim)
             self.word_attn = WordAttention(word_dim, word_heads, qkv_bias, attn_drop, drop)
-            self.word_norm2 = nn.LayerNorm(NUM_WORDS * word_dim)
+            self.word_norm2 = LayerNorm(NUM_WORDS * word_dim)
             self.word_mlp = Mlp(word_dim, int(word_dim * mlp_ratio), drop)
             self.word_to_sentence = WordsToSentence(NUM_WORDS, word_dim, sentence_dim,
                                                     bias=False)
-        self.sentence_norm1 = nn.LayerNorm(sentence_dim)
+        self.sentence_norm1 = LayerNorm(sentence_dim)
         self.sentence_attn = SpatialReductionAttention(sentence_dim, sentence_heads, sr_ratio,
                                                        qkv_bias, attn_drop, drop)
-        self.sentence_norm2 = nn.LayerNorm(sentence_dim)
+        self.sentence_norm2 = LayerNorm(sentence_dim)
         self.sentence_mlp = Mlp(sentence_dim, int(sentence_dim * mlp_ratio), drop)
         self.se = SqueezeExcite(sentence_dim) if with_se else None
         self.drop_path_add = DropPathAdd(drop_path)
@@ -287,7 +287,7 @@ class WordAggregation(nn.Module):
 
     def __init__(self, in_dim, out_dim):
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim)
+        self.norm = LayerNorm(in_dim)
         self.conv = nn.Conv2d(in_dim, out_dim, 3, stride=2, padding=1)
 
     def forward(self, words, grid):
@@ -309,7 +309,7 @@ class SentenceAggregation(nn.Module):
 
     def __init__(self, in_dim, out_dim):
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim)
+        self.norm = LayerNorm(in_dim)
         self.conv = nn.Conv2d(in_dim, out_dim, 3, stride=2, padding=1)
 
     def forward(self, sentences, grid):
@@ -532,9 +532,9 @@ class PyramidTNT(FreezeMixin, BaseModule):
             self.stages.append(stage)
         # one norm per output (the last stage's is the official final norm)
         for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.sentence_dims[i]))
+            self.add_module(f'norm{i}', LayerNorm(self.sentence_dims[i]))
         for i in self.word_out_indices:
-            self.add_module(f'word_norm{i}', nn.LayerNorm(self.word_dims[i]))
+            self.add_module(f'word_norm{i}', LayerNorm(self.word_dims[i]))
         self._freeze_stages()
 
     def _parse_arch(self, arch):

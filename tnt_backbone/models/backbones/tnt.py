@@ -9,7 +9,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from ...registry import MODELS
-from ..layers import TNTBlock, WordEmbed, WordsToSentence, resize_pos_embed
+from ..layers import LayerNorm, TNTBlock, WordEmbed, WordsToSentence, resize_pos_embed
 from .common import FreezeMixin, check_image_batch, init_linear_and_norm
 
 ARCH_KEYS = ('word_dim', 'sentence_dim', 'depth', 'word_heads', 'sentence_heads', 'mlp_ratio')
@@ -159,14 +159,14 @@ class TNT(FreezeMixin, BaseModule):
                      0 if i in global_blocks else window_size, qkv_bias, drop_rate,
                      attn_drop_rate, dpr[i]) for i in range(num_built))
         if out_type == 'cls_token':
-            self.norm = nn.LayerNorm(self.sentence_dim) \
+            self.norm = LayerNorm(self.sentence_dim) \
                 if final_norm and num_built == self.depth else nn.Identity()
         else:
             # One norm per output, as Swin does: the token scales differ across depth.
             self.out_norms = nn.ModuleList(
-                nn.LayerNorm(self.sentence_dim) for _ in self.out_indices)
+                LayerNorm(self.sentence_dim) for _ in self.out_indices)
             if word_map_index is not None:
-                self.word_norm = nn.LayerNorm(self.word_dim)
+                self.word_norm = LayerNorm(self.word_dim)
         self._freeze_stages()
 
     def _parse_arch(self, arch):

@@ -4,6 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .linear import Linear
+from .norm import LayerNorm
 
 
 class WordEmbed(nn.Module):
@@ -74,9 +75,9 @@ class WordsToSentence(nn.Module):
                  out_norm=True):
         super().__init__()
         self.per_word_norm = per_word_norm
-        self.norm1 = nn.LayerNorm(word_dim if per_word_norm else num_words * word_dim)
+        self.norm1 = LayerNorm(word_dim if per_word_norm else num_words * word_dim)
         self.fc = Linear(num_words * word_dim, sentence_dim, bias=bias)
-        self.norm2 = nn.LayerNorm(sentence_dim) if out_norm else nn.Identity()
+        self.norm2 = LayerNorm(sentence_dim) if out_norm else nn.Identity()
 
     def forward(self, words, batch_size):
         """words: (B * N, n, c) -> (B, N, D)."""

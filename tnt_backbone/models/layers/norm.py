@@ -1,8 +1,18 @@
-"""LayerNorm over the channels of (B, C, H, W) maps."""
+"""The backbones' LayerNorm, and LayerNorm over the channels of (B, C, H, W) maps."""
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tnt_backbone.ops import layer_norm
+
 from ...registry import MODELS
+
+
+class LayerNorm(nn.LayerNorm):
+    """:class:`torch.nn.LayerNorm` with this package's CPU backward in training
+    (:func:`tnt_backbone.ops.layer_norm`); the same parameters and state-dict keys."""
+
+    def forward(self, x):
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
 @MODELS.register_module('LN2d')

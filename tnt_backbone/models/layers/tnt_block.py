@@ -9,6 +9,7 @@ from .attention import Attention, WordAttention
 from .drop_path import DropPathAdd
 from .embed import WordsToSentence
 from .linear import Linear
+from .norm import LayerNorm
 
 
 class GeluLinear(torch.autograd.Function):
@@ -74,10 +75,10 @@ class TransformerLayer(nn.Module):
     def __init__(self, dim, num_heads, mlp_ratio=4., qkv_bias=False, drop=0., attn_drop=0.,
                  drop_path=0., window_size=0, words=False):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = WordAttention(dim, num_heads, qkv_bias, attn_drop, drop) if words else \
             Attention(dim, num_heads, qkv_bias, attn_drop, drop, window_size)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path_add = DropPathAdd(drop_path)
 
