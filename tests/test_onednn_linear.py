@@ -12,6 +12,8 @@ from tnt_backbone.ops import linear
 
 linear_ops = importlib.import_module('tnt_backbone.ops.linear')
 MATMULS = {'aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul'}
+needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
+                                  reason='torch without oneDNN')
 
 
 def profiled_ops(fn):
@@ -20,9 +22,12 @@ def profiled_ops(fn):
     return {event.key for event in prof.key_averages()}
 
 
+@needs_onednn
 @pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize('activation', [None, 'gelu'])
 def test_linear_takes_onednn_in_inference(dtype, tol, activation):
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip('no oneDNN bf16 on this CPU')
     torch.manual_seed(0)
     weight, bias = torch.randn(16, 24).to(dtype), torch.randn(16).to(dtype)
     full = torch.randn(3, 10, 24).to(dtype)
@@ -72,6 +77,7 @@ def test_linear_layer_trains_as_torch_linear():
     assert torch.equal(layer.bias.grad, reference.bias.grad)
 
 
+@needs_onednn
 @pytest.mark.parametrize('build', [
     lambda: TNT(arch='small', img_size=64, out_type='cls_token', out_indices=(-1,)),
     lambda: TNT(arch='small', img_size=64, out_indices=(1, 3), window_size=2,
