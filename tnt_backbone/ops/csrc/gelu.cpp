@@ -67,13 +67,10 @@ inline UintVec bf16_bits(Vec v) {
 
 // kStep elements: act = gelu(h), grad *= gelu'(h).
 inline void gelu_backward_step(const float* h, float* grad, float* act) {
-  Vec x, g, y, slope;
-  std::memcpy(&x, h, sizeof(x));
-  std::memcpy(&g, grad, sizeof(g));
-  gelu_and_slope(x, y, slope);
-  g *= slope;
-  std::memcpy(act, &y, sizeof(y));
-  std::memcpy(grad, &g, sizeof(g));
+  Vec y, slope;
+  gelu_and_slope(load(h), y, slope);
+  store(act, y);
+  store(grad, load(grad) * slope);
 }
 
 // A bf16 is the upper half of a float: each 32-bit lane holds an even-indexed element in its

@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <tuple>
 
 #include "vec_math.h"
@@ -22,14 +21,6 @@ namespace {
 
 constexpr int64_t kLineFloats = 16;  // floats per 64-byte cache line
 constexpr int64_t kGrainRows = 1024;
-
-inline Vec load(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
 
 inline float lane_sum(Vec v) {
   float s = 0.f;

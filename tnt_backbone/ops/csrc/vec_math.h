@@ -12,6 +12,15 @@ using Vec = float __attribute__((vector_size(32), __may_alias__));
 using IntVec = int32_t __attribute__((vector_size(32)));
 constexpr int kLanes = 8;
 
+// A vector from, or to, kLanes floats anywhere in memory (no alignment needed).
+inline Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
+
 // exp(x) for x <= 0 (Cephes expf polynomial, relative error ~1e-7), on a whole vector.
 inline Vec exp_nonpositive(Vec x) {
   const Vec lowest = Vec{} - 87.f;
