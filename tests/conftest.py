@@ -1,11 +1,20 @@
-"""Shared fixtures: the repository root, scripts under tools/ as modules, generated data."""
+"""Shared fixtures and helpers: the repository root, the ops a call runs, scripts under tools/
+as modules, generated data."""
 import importlib.util
 import os.path as osp
 import sys
 
 import pytest
+import torch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def profiled_ops(fn):
+    """The names of the ops that ``fn()`` runs, as torch.profiler records them."""
+    with torch.profiler.profile() as prof:
+        fn()
+    return {event.key for event in prof.key_averages()}
 
 
 def _load_tool(relpath):

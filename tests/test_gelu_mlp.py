@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import profiled_ops
 from tnt_backbone.models.layers import Mlp
 from tnt_backbone.ops import HAS_GELU_KERNEL, gelu_backward
 
@@ -127,12 +128,6 @@ def test_kernel_says_what_is_wrong():
     h = torch.zeros(4)
     with pytest.raises(RuntimeError, match='refer to a single memory location'):
         op(h, h)
-
-
-def profiled_ops(fn):
-    with torch.profiler.profile() as prof:
-        fn()
-    return {event.key for event in prof.key_averages()}
 
 
 def test_mlp_gradients_match_float64_autograd():

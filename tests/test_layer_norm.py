@@ -6,18 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import profiled_ops
 from tnt_backbone.models import TNT, PyramidTNT
 from tnt_backbone.models.layers import LayerNorm
 from tnt_backbone.ops import HAS_LAYER_NORM_KERNEL, layer_norm
 
 ln_ops = importlib.import_module('tnt_backbone.ops.layer_norm')
 pytestmark = pytest.mark.skipif(not HAS_LAYER_NORM_KERNEL, reason='C++ extension not built')
-
-
-def profiled_ops(fn):
-    with torch.profiler.profile() as prof:
-        fn()
-    return {event.key for event in prof.key_averages()}
 
 
 def float64_grads(x, weight, bias, grad):

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import profiled_ops
 from tnt_backbone.models import TNT, PyramidTNT
 from tnt_backbone.models.layers import Linear
 from tnt_backbone.ops import linear
@@ -14,12 +15,6 @@ linear_ops = importlib.import_module('tnt_backbone.ops.linear')
 MATMULS = {'aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul'}
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
                                   reason='torch without oneDNN')
-
-
-def profiled_ops(fn):
-    with torch.profiler.profile() as prof:
-        fn()
-    return {event.key for event in prof.key_averages()}
 
 
 @needs_onednn
