@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from tnt_backbone.ops import gelu_backward, linear
+from tnt_backbone.ops import gelu_backward, linear, linear_grad_input
 
 from .attention import Attention, WordAttention
 from .drop_path import DropPathAdd
@@ -18,13 +18,14 @@ class GeluLinear(torch.autograd.Function):
     Autograd would keep both ``h`` and ``gelu(h)``, two hidden-size tensors per MLP;
     recomputing the elementwise GELU in backward is cheap and saves one of them (about 30 % of
     a TNT block's activation memory at 512x512). The recomputation and GELU's backward share
-    one pass over ``h`` (:func:`~tnt_backbone.ops.gelu_backward`).
+    one pass over ``h`` (:func:`~tnt_backbone.ops.gelu_backward`). The linear and its input
+    gradient go through oneDNN on the CPU, as :class:`~tnt_backbone.ops.linear.OneDNNLinear`.
     """
 
     @staticmethod
     def forward(ctx, h, weight, bias):
         ctx.save_for_backward(h, weight)
-        return F.linear(F.gelu(h), weight, bias)
+        return linear(F.gelu(h), weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -33,7 +34,7 @@ class GeluLinear(torch.autograd.Function):
         # weight is stored in fp32; backward runs outside autocast, so cast as it did.
         weight = weight.to(grad_out.dtype)
         g = grad_out.reshape(-1, grad_out.shape[-1])
-        act, grad_h = gelu_backward(grad_out @ weight, h)
+        act, grad_h = gelu_backward(linear_grad_input(grad_out, weight), h)
         return grad_h, g.t() @ act.reshape(-1, act.shape[-1]), g.sum(0)
 
 
