@@ -5,7 +5,7 @@ from tnt_backbone.ops import linear
 
 
 class Linear(nn.Linear):
-    """:class:`torch.nn.Linear` that runs as one oneDNN call in CPU inference
+    """:class:`torch.nn.Linear` through oneDNN on the CPU, in inference and training
     (:func:`tnt_backbone.ops.linear`); the same parameters, initialisation and state-dict keys.
     """
 
