@@ -7,7 +7,7 @@ the bias and applies the GELU as the matmul writes its output; aten's ``addmm`` 
 the bias into the output (one more pass) and its fp32 GEMM (MKL) ran TNT-S's linear layers
 5-30 % slower here (the word layers' narrow ones most). oneDNN's op has no derivative: in
 training :class:`OneDNNLinear` gives it one, in which the input's gradient is oneDNN's product
-too (:func:`linear_grad_input`, 8-14 % faster than aten's ``mm`` at TNT-S's shapes) and the
+too (:func:`linear_grad_input`, 9-16 % faster than aten's ``mm`` at TNT-S's shapes) and the
 weight's is aten's ``mm`` (oneDNN was not faster there).
 """
 import torch
