@@ -17,6 +17,13 @@ linear_ops = importlib.import_module('tnt_backbone.ops.linear')
 MATMULS = {'aten::addmm', 'aten::mm', 'aten::bmm', 'aten::matmul'}
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(),
                                   reason='torch without oneDNN')
+# TNT with class-token output (its last block updates the class token alone), TNT with
+# windowed and global blocks, PyramidTNT
+BACKBONES = [
+    lambda: TNT(arch='small', img_size=64, out_type='cls_token', out_indices=(-1,)),
+    lambda: TNT(arch='small', img_size=64, out_indices=(1, 3), window_size=2,
+                global_attn_indices=(3,)),
+    lambda: PyramidTNT(arch='tiny', img_size=64, out_indices=(0, 1, 2, 3))]
 
 
 @needs_onednn
@@ -111,11 +118,7 @@ def test_linear_layer_trains_as_torch_linear_without_onednn():
 
 
 @needs_onednn
-@pytest.mark.parametrize('build', [
-    lambda: TNT(arch='small', img_size=64, out_type='cls_token', out_indices=(-1,)),
-    lambda: TNT(arch='small', img_size=64, out_indices=(1, 3), window_size=2,
-                global_attn_indices=(3,)),
-    lambda: PyramidTNT(arch='tiny', img_size=64, out_indices=(0, 1, 2, 3))])
+@pytest.mark.parametrize('build', BACKBONES)
 def test_backbone_inference_runs_every_linear_in_onednn(build):
     """No aten matrix multiply by a linear layer's weight is left, and the outputs are those
     of the same backbone with oneDNN disabled (aten's linears)."""
@@ -137,11 +140,7 @@ def test_backbone_inference_runs_every_linear_in_onednn(build):
 
 
 @needs_onednn
-@pytest.mark.parametrize('build', [
-    lambda: TNT(arch='small', img_size=64, out_indices=(1, 3), window_size=2,
-                global_attn_indices=(3,)),
-    lambda: TNT(arch='small', img_size=64, out_type='cls_token', out_indices=(-1,)),
-    lambda: PyramidTNT(arch='tiny', img_size=64, out_indices=(0, 1, 2, 3))])
+@pytest.mark.parametrize('build', BACKBONES)
 def test_backbone_training_runs_every_linear_in_onednn(build):
     """A training step: no aten matrix multiply by a linear layer's weight, forward or input
     gradient, and every gradient that of the same backbone with oneDNN disabled."""

@@ -22,6 +22,7 @@ except ImportError:
 # False also where the extension was built before the kernel existed (rebuild it).
 HAS_LAYER_NORM_KERNEL = hasattr(torch.ops.tnt_backbone, 'layer_norm_backward')
 
+
 class _LayerNorm(torch.autograd.Function):
 
     @staticmethod
