@@ -35,6 +35,23 @@ def _load_tool(relpath):
     return sys.modules[name]
 
 
+@pytest.fixture(autouse=True)
+def _visualizers_per_test():
+    """Forgets the test's mmengine visualizers when it ends.
+
+    mmdet's and mmseg's configs name theirs 'visualizer', and mmengine hands a runner the live
+    instance of that name, with the save folder of the runner that made it: a test running a tool
+    after another test's training would write into that test's work dir, which pytest has removed.
+    """
+    yield
+    from mmengine.visualization import Visualizer
+    classes = [Visualizer]
+    while classes:
+        cls = classes.pop()
+        cls._instance_dict.clear()
+        classes += cls.__subclasses__()
+
+
 @pytest.fixture(scope='session')
 def repo_root():
     return REPO_ROOT
